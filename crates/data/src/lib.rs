@@ -1,0 +1,1 @@
+//! Text preprocessing as d2l teaches it (work in progress).

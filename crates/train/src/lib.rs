@@ -1,0 +1,3 @@
+//! Training and command-line tooling for seqmodels: the `seqlm` program's subcommands.
+
+pub mod commands;
