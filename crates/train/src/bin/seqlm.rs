@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Run a PyTorch-described module on saved inputs and write outputs and gradients.
     Forward(commands::forward::ForwardArgs),
+    /// Write PyTorch-default-initialised weights for a module described by module.json.
+    Init(commands::init::InitArgs),
     /// Corpus statistics: token counts, vocabulary, frequencies, Zipf fit.
     Corpus(commands::corpus::CorpusArgs),
 }
@@ -21,6 +23,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Forward(args) => commands::forward::run(&args),
+        Command::Init(args) => commands::init::run(&args),
         Command::Corpus(args) => commands::corpus::run(&args),
     }
 }

@@ -1,0 +1,103 @@
+//! The error type of the seqmodels crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong when building, loading or running a recurrent module.
+///
+/// Each variant says what was expected and what was found, so that a user can fix the input
+/// without reading the source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A constructor argument (or a `module.json` field) is invalid.
+    #[error("invalid module configuration: {0}")]
+    Config(String),
+
+    /// A tensor does not have the shape the module needs.
+    #[error("{what}: expected shape {expected}, found {found:?}")]
+    Shape {
+        /// Which tensor (e.g. `input`, `h0`).
+        what: String,
+        /// The expected shape, in words or as a list.
+        expected: String,
+        /// The shape that was passed.
+        found: Vec<usize>,
+    },
+
+    /// A tensor has a dtype the module cannot use.
+    #[error("{what}: expected dtype {expected}, found {found:?}")]
+    DType {
+        /// Which tensor.
+        what: String,
+        /// The accepted dtypes, in words.
+        expected: String,
+        /// The dtype that was passed.
+        found: candle_core::DType,
+    },
+
+    /// A `lengths` argument is inconsistent with the input.
+    #[error("lengths: {0}")]
+    Lengths(String),
+
+    /// Strict state-dict loading found missing or unexpected keys.
+    #[error("state dict does not match the module: missing keys {missing:?}, unexpected keys {unexpected:?}")]
+    Keys {
+        /// Parameters the module needs that the file lacks.
+        missing: Vec<String>,
+        /// Tensors in the file that the module has no parameter for.
+        unexpected: Vec<String>,
+    },
+
+    /// A state-dict tensor has the wrong shape.
+    #[error("state dict key `{key}`: expected shape {expected:?}, found {found:?}")]
+    KeyShape {
+        /// The parameter name (without prefix).
+        key: String,
+        /// Shape the module needs.
+        expected: Vec<usize>,
+        /// Shape stored in the file.
+        found: Vec<usize>,
+    },
+
+    /// A safetensors file could not be read or parsed.
+    #[error("cannot read safetensors file {path}: {reason}")]
+    SafeTensors {
+        /// The file.
+        path: PathBuf,
+        /// What the parser reported.
+        reason: String,
+    },
+
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An error from candle itself.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result type of the seqmodels crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Shorthand for a [`Error::Shape`] error.
+    pub(crate) fn shape(what: impl Into<String>, expected: impl Into<String>, found: &[usize]) -> Self {
+        Error::Shape { what: what.into(), expected: expected.into(), found: found.to_vec() }
+    }
+}
+
+/// Lets our errors travel through candle's `Module` trait.
+impl From<Error> for candle_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Candle(inner) => inner,
+            other => candle_core::Error::wrap(other),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! PyTorch's `RNNBase` idea: one sequence layer for every cell kind. Layers, directions,
+//! dropout, variable lengths and the shapes of initial and final states are written once;
+//! the kinds differ only in [`cell::step`].
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::cell::{self, CellShape, CellWeights, State};
+use crate::config::{param_suffix, RnnConfig};
+use crate::dropout::SeededDropout;
+use crate::error::{Error, Result};
+use crate::lengths::StepMasks;
+
+/// Output of a sequence layer, shaped as PyTorch shapes it.
+#[derive(Clone, Debug)]
+pub struct SeqOutput {
+    /// (L, N, D*H_out), or (N, L, D*H_out) with `batch_first`, or (L, D*H_out) unbatched.
+    /// Positions past a sequence's length are zero.
+    pub output: Tensor,
+    /// Final hidden states (D*num_layers, N, H_out), or (D*num_layers, H_out) unbatched;
+    /// index = layer * D + direction.
+    pub h_n: Tensor,
+    /// Final cell states (D*num_layers, N, H) for LSTM, else `None`.
+    pub c_n: Option<Tensor>,
+}
+
+/// A multi-layer, optionally bidirectional recurrent layer of any [`crate::CellKind`].
+///
+/// [`crate::RNN`], [`crate::LSTM`] and [`crate::GRU`] wrap it with typed states; use it
+/// directly when the kind is only known at run time.
+#[derive(Clone, Debug)]
+pub struct RnnBase {
+    config: RnnConfig,
+    /// One entry per layer and direction, index = layer * D + direction.
+    weights: Vec<CellWeights>,
+    dropout: SeededDropout,
+}
+
+impl RnnBase {
+    /// Builds the layer, taking its parameters from `vb` under PyTorch's names
+    /// (`weight_ih_l0`, `bias_hh_l1_reverse`, ...). With a `VarMap`-backed builder, missing
+    /// parameters are created with PyTorch's default init.
+    pub fn new(config: RnnConfig, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        let mut weights = Vec::with_capacity(config.num_layers * config.num_directions());
+        for layer in 0..config.num_layers {
+            for direction in 0..config.num_directions() {
+                let shape = CellShape {
+                    kind: config.kind,
+                    input_size: config.layer_input_size(layer),
+                    hidden_size: config.hidden_size,
+                    proj_size: config.proj_size,
+                    bias: config.bias,
+                };
+                weights.push(CellWeights::new(shape, &param_suffix(layer, direction), &vb)?);
+            }
+        }
+        let dropout = SeededDropout::new(config.dropout, None);
+        Ok(RnnBase { config, weights, dropout })
+    }
+
+    /// The constructor arguments.
+    pub fn config(&self) -> &RnnConfig {
+        &self.config
+    }
+
+    /// The weights of one layer and direction.
+    pub fn weights(&self, layer: usize, direction: usize) -> Option<&CellWeights> {
+        if direction >= self.config.num_directions() {
+            return None;
+        }
+        self.weights.get(layer * self.config.num_directions() + direction)
+    }
+
+    /// Every parameter under its PyTorch name, in `state_dict` order.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let d = self.config.num_directions();
+        self.weights
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| w.named(&param_suffix(i / d, i % d)))
+            .collect()
+    }
+
+    /// Makes the between-layer dropout masks repeatable from `seed`.
+    pub fn set_dropout_seed(&self, seed: u64) {
+        self.dropout.reseed(seed);
+    }
+
+    /// Runs the whole sequence.
+    ///
+    /// - `input`: (L, N, input_size), (N, L, input_size) with `batch_first`, or (L, input_size).
+    /// - `h0`: (D*num_layers, N, H_out) (unbatched: (D*num_layers, H_out)); zeros when `None`.
+    /// - `c0`: LSTM only, (D*num_layers, N, H); zeros when `None`.
+    /// - `lengths`: one length in 1..=L per batch element, with PyTorch's packed-sequence
+    ///   semantics: each sequence stops at its length, the reverse direction starts at its last
+    ///   valid step, outputs past the length are zero.
+    /// - `train`: applies dropout between layers.
+    pub fn forward_states(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+        lengths: Option<&[usize]>,
+        train: bool,
+    ) -> Result<SeqOutput> {
+        let cfg = &self.config;
+        let dtype = self.weights[0].weight_ih.dtype();
+        check_dtype("input", input, dtype)?;
+        let batched = match input.rank() {
+            3 => true,
+            2 => false,
+            _ => {
+                let expected = if cfg.batch_first { "(N, L, input_size)" } else { "(L, N, input_size)" };
+                return Err(Error::shape("input", format!("{expected} or unbatched (L, input_size)"), input.dims()));
+            }
+        };
+        let x = match (batched, cfg.batch_first) {
+            (false, _) => input.unsqueeze(1)?,
+            (true, true) => input.transpose(0, 1)?,
+            (true, false) => input.clone(),
+        };
+        let (seq_len, batch, features) = x.dims3()?;
+        if features != cfg.input_size || seq_len == 0 || batch == 0 {
+            let expected = format!("a non-empty sequence with input_size = {} features", cfg.input_size);
+            return Err(Error::shape("input", expected, input.dims()));
+        }
+        if lengths.is_some() && !batched {
+            return Err(Error::Lengths("lengths need a batched input (unbatched input has one sequence)".into()));
+        }
+        let masks = lengths.map(|l| StepMasks::new(l, seq_len, batch, dtype, x.device())).transpose()?.flatten();
+
+        let stacked = cfg.num_layers * cfg.num_directions();
+        let h0 = initial_state("h0", h0, [stacked, batch, cfg.output_size()], batched, &x)?;
+        let c0 = match (cfg.kind.has_cell_state(), c0) {
+            (true, c0) => Some(initial_state("c0", c0, [stacked, batch, cfg.hidden_size], batched, &x)?),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(Error::Config(format!("c0 was given, but {} has no cell state", cfg.kind.layer_name())))
+            }
+        };
+
+        let mut layer_input = x;
+        let (mut h_n, mut c_n) = (Vec::with_capacity(stacked), Vec::with_capacity(stacked));
+        for layer in 0..cfg.num_layers {
+            let mut outputs = Vec::with_capacity(cfg.num_directions());
+            let flat = layer_input.reshape((seq_len * batch, layer_input.dim(2)?))?;
+            for direction in 0..cfg.num_directions() {
+                let index = layer * cfg.num_directions() + direction;
+                let w = &self.weights[index];
+                let gi = w.input_gates(&flat)?.reshape((seq_len, batch, cfg.gate_size()))?;
+                let start = State { h: h0.get(index)?, c: c0.as_ref().map(|c| c.get(index)).transpose()? };
+                let (out, last) = self.run_direction(w, &gi, start, masks.as_ref(), direction == 1)?;
+                outputs.push(out);
+                h_n.push(last.h);
+                c_n.extend(last.c);
+            }
+            let mut out = Tensor::cat(&outputs, 2)?;
+            if train && cfg.dropout > 0.0 && layer + 1 < cfg.num_layers {
+                out = self.dropout.apply(&out)?;
+            }
+            layer_input = out;
+        }
+
+        let mut output = layer_input;
+        let mut h_n = Tensor::stack(&h_n, 0)?;
+        let mut c_n = if c_n.is_empty() { None } else { Some(Tensor::stack(&c_n, 0)?) };
+        if !batched {
+            output = output.squeeze(1)?;
+            h_n = h_n.squeeze(1)?;
+            c_n = c_n.map(|c| c.squeeze(1)).transpose()?;
+        } else if cfg.batch_first {
+            output = output.transpose(0, 1)?;
+        }
+        Ok(SeqOutput { output, h_n, c_n })
+    }
+
+    /// Steps one direction through the sequence; returns the outputs (L, N, H_out) in time
+    /// order and the final state.
+    fn run_direction(
+        &self,
+        w: &CellWeights,
+        gi: &Tensor,
+        mut state: State,
+        masks: Option<&StepMasks>,
+        reverse: bool,
+    ) -> Result<(Tensor, State)> {
+        let seq_len = gi.dim(0)?;
+        let mut outputs = Vec::with_capacity(seq_len);
+        for i in 0..seq_len {
+            let t = if reverse { seq_len - 1 - i } else { i };
+            let next = cell::step(self.config.kind, w, &gi.get(t)?, &state)?;
+            match masks {
+                None => {
+                    state = next;
+                    outputs.push(state.h.clone());
+                }
+                Some(m) => {
+                    state = m.keep_finished(t, next, &state)?;
+                    outputs.push(m.zero_finished(t, &state.h)?);
+                }
+            }
+        }
+        if reverse {
+            outputs.reverse();
+        }
+        Ok((Tensor::stack(&outputs, 0)?, state))
+    }
+}
+
+/// Checks that a float tensor has the parameters' dtype.
+pub(crate) fn check_dtype(what: &str, t: &Tensor, params: DType) -> Result<()> {
+    if t.dtype() != params {
+        return Err(Error::DType {
+            what: what.into(),
+            expected: format!("{:?} (the parameters' dtype)", params),
+            found: t.dtype(),
+        });
+    }
+    Ok(())
+}
+
+/// Validates a given initial state (or makes zeros); returns it batched (stacked, N, size).
+fn initial_state(
+    what: &str,
+    given: Option<&Tensor>,
+    dims: [usize; 3],
+    batched: bool,
+    like: &Tensor,
+) -> Result<Tensor> {
+    let Some(t) = given else {
+        return Ok(Tensor::zeros(dims.as_slice(), like.dtype(), like.device())?);
+    };
+    check_dtype(what, t, like.dtype())?;
+    let expected: Vec<usize> = if batched { dims.to_vec() } else { vec![dims[0], dims[2]] };
+    if t.dims() != expected.as_slice() {
+        let words = if batched { "(D*num_layers, N, size)" } else { "(D*num_layers, size) for unbatched input" };
+        return Err(Error::shape(what, format!("{expected:?} {words}"), t.dims()));
+    }
+    Ok(if batched { t.clone() } else { t.unsqueeze(1)? })
+}

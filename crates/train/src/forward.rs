@@ -1,0 +1,165 @@
+//! The engine of `seqlm forward`: runs a module described as PyTorch would construct it on
+//! saved inputs, and computes the gradients of a weighted-sum loss. The PyTorch parity checks
+//! (`scripts/parity.py`, the fixture tests) compare its results with PyTorch's.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+use seqmodels::{state_dict, Cell, LoadOptions, ModuleSpec, RnnBase};
+
+use crate::error::{Error, Result};
+
+/// Evaluation, or training with dropout masks drawn from a seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// No dropout (PyTorch's `module.eval()`).
+    Eval,
+    /// Dropout between layers, masks from `seed` (PyTorch's `module.train()`).
+    Train {
+        /// Seed of the dropout masks.
+        seed: u64,
+    },
+}
+
+/// Tensor names of the forward tool's files for one kind of module.
+struct Names {
+    /// Initial-state inputs (`h0`, `c0` or `hx`, `cx`).
+    h0: &'static str,
+    c0: &'static str,
+    /// Final-state outputs (`h_n`, `c_n` or `h`, `c`) and their loss weights.
+    h: &'static str,
+    c: &'static str,
+    grad_h: &'static str,
+    grad_c: &'static str,
+}
+
+const LAYER_NAMES: Names =
+    Names { h0: "h0", c0: "c0", h: "h_n", c: "c_n", grad_h: "grad_h_n", grad_c: "grad_c_n" };
+const CELL_NAMES: Names = Names { h0: "hx", c0: "cx", h: "h", c: "c", grad_h: "grad_h", grad_c: "grad_c" };
+
+/// Runs `spec` with the state-dict tensors `weights` (PyTorch names, strict) on `inputs`.
+///
+/// `inputs` holds `input`; optional `h0`, `c0` (cells: `hx`, `cx`); optional `lengths`
+/// (integers, one per batch element); optional `grad_output`, `grad_h_n`, `grad_c_n`
+/// (cells: `grad_h`, `grad_c`). Returns `output`, `h_n`, `c_n` (cells: `h`, `c`) and, when
+/// any grad tensor is given, the gradients of
+/// loss = sum(output*grad_output) + sum(h_n*grad_h_n) + sum(c_n*grad_c_n):
+/// `grad.input`, `grad.h0`, `grad.c0` (cells: `grad.hx`, `grad.cx`) and `grad.<parameter>`.
+/// Everything is computed in the dtype of `input` (f32 or f64).
+pub fn run_module(
+    spec: &ModuleSpec,
+    weights: HashMap<String, Tensor>,
+    inputs: &HashMap<String, Tensor>,
+    mode: Mode,
+) -> Result<HashMap<String, Tensor>> {
+    let input = inputs
+        .get("input")
+        .ok_or_else(|| Error::MissingInput { name: "input".into(), why: "the module's input".into() })?;
+    let dtype = input.dtype();
+    if !matches!(dtype, DType::F32 | DType::F64) {
+        return Err(Error::BadInput { name: "input".into(), problem: format!("expected f32 or f64, found {dtype:?}") });
+    }
+    let device = Device::Cpu;
+    let shapes = spec.parameter_shapes();
+    let params = state_dict::select_parameters(weights, &shapes, &LoadOptions::default(), dtype, &device)?;
+    let varmap = state_dict::varmap_from_parameters(params, "")?;
+    let vb = VarBuilder::from_varmap(&varmap, dtype, &device);
+
+    let names = match spec {
+        ModuleSpec::Layer(_) => &LAYER_NAMES,
+        ModuleSpec::Cell(_) => &CELL_NAMES,
+    };
+    // Inputs become variables so that their gradients can be reported.
+    let as_var = |name: &str| -> Result<Option<Var>> {
+        inputs.get(name).map(|t| float_input(name, t, dtype).and_then(|t| Ok(Var::from_tensor(&t)?))).transpose()
+    };
+    let x = Var::from_tensor(input)?;
+    let (h0, c0) = (as_var(names.h0)?, as_var(names.c0)?);
+    let lengths = inputs.get("lengths").map(lengths_of).transpose()?;
+
+    let (output, h, c, parameters) = match spec {
+        ModuleSpec::Layer(cfg) => {
+            let module = RnnBase::new(cfg.clone(), vb)?;
+            if let Mode::Train { seed } = mode {
+                module.set_dropout_seed(seed);
+            }
+            let out = module.forward_states(
+                &x,
+                h0.as_ref().map(|v| v.as_tensor()),
+                c0.as_ref().map(|v| v.as_tensor()),
+                lengths.as_deref(),
+                matches!(mode, Mode::Train { .. }),
+            )?;
+            (Some(out.output), out.h_n, out.c_n, module.named_parameters())
+        }
+        ModuleSpec::Cell(cfg) => {
+            if lengths.is_some() {
+                return Err(Error::BadInput { name: "lengths".into(), problem: "cells take no lengths".into() });
+            }
+            let cell = Cell::new(cfg.clone(), vb)?;
+            let next = cell.forward_state(&x, h0.as_ref().map(|v| v.as_tensor()), c0.as_ref().map(|v| v.as_tensor()))?;
+            (None, next.h, next.c, cell.named_parameters())
+        }
+    };
+
+    let mut results = HashMap::new();
+    let mut loss_terms = Vec::new();
+    let outputs = [("output", "grad_output", output), (names.h, names.grad_h, Some(h)), (names.c, names.grad_c, c)];
+    for (name, grad_name, value) in outputs {
+        let Some(value) = value else { continue };
+        if let Some(weight) = inputs.get(grad_name) {
+            let weight = float_input(grad_name, weight, dtype)?;
+            if weight.dims() != value.dims() {
+                let problem = format!("expected the shape of `{name}` {:?}, found {:?}", value.dims(), weight.dims());
+                return Err(Error::BadInput { name: grad_name.into(), problem });
+            }
+            loss_terms.push((&value * &weight)?.sum_all()?);
+        }
+        results.insert(name.to_string(), value);
+    }
+    if loss_terms.is_empty() {
+        return Ok(results);
+    }
+
+    let loss = loss_terms.iter().skip(1).try_fold(loss_terms[0].clone(), |acc, t| acc + t)?;
+    let grads = loss.backward()?;
+    let grad_or_zeros = |t: &Tensor| -> Result<Tensor> {
+        Ok(match grads.get(t) {
+            Some(g) => g.clone(),
+            None => t.zeros_like()?,
+        })
+    };
+    results.insert("grad.input".into(), grad_or_zeros(x.as_tensor())?);
+    for (name, var) in [(names.h0, &h0), (names.c0, &c0)] {
+        if let Some(var) = var {
+            results.insert(format!("grad.{name}"), grad_or_zeros(var.as_tensor())?);
+        }
+    }
+    for (name, p) in &parameters {
+        results.insert(format!("grad.{name}"), grad_or_zeros(p)?);
+    }
+    Ok(results)
+}
+
+/// A float input converted to the run's dtype; integer tensors are refused.
+fn float_input(name: &str, t: &Tensor, dtype: DType) -> Result<Tensor> {
+    if !t.dtype().is_float() {
+        let problem = format!("expected a float tensor ({dtype:?}), found {:?}", t.dtype());
+        return Err(Error::BadInput { name: name.into(), problem });
+    }
+    Ok(t.to_dtype(dtype)?)
+}
+
+/// `lengths` as sizes: an integer vector with no negative entries.
+fn lengths_of(t: &Tensor) -> Result<Vec<usize>> {
+    let bad = |problem: String| Error::BadInput { name: "lengths".into(), problem };
+    if t.rank() != 1 || t.dtype().is_float() {
+        return Err(bad(format!("expected a 1-D integer tensor, found {:?} of shape {:?}", t.dtype(), t.dims())));
+    }
+    let values: Vec<i64> = t.to_dtype(DType::I64)?.to_vec1()?;
+    values
+        .iter()
+        .map(|&v| usize::try_from(v).map_err(|_| bad(format!("lengths must be positive, found {v}"))))
+        .collect()
+}
