@@ -129,7 +129,8 @@ impl BpeTokenizer {
 
     /// Token strings of `text` (in the tokenizer's own spelling, for example `Ġthe`).
     pub fn encode_tokens(&self, text: &str) -> Result<Vec<String>> {
-        Ok(self.inner.encode_fast(text, false).map_err(tok_err)?.get_tokens().to_vec())
+        // `encode_fast` leaves token strings empty; `encode` fills them in.
+        Ok(self.inner.encode(text, false).map_err(tok_err)?.get_tokens().to_vec())
     }
 
     /// The text of `ids`.
