@@ -46,16 +46,10 @@ impl CellWeights {
         let get = |dims: &[usize], name: &str| vb.get_with_hints(dims, &format!("{name}{suffix}"), init);
         let weight_ih = get(&[gates, shape.input_size], "weight_ih")?;
         let weight_hh = get(&[gates, h_out], "weight_hh")?;
-        let (bias_ih, bias_hh) = if shape.bias {
-            (Some(get(&[gates], "bias_ih")?), Some(get(&[gates], "bias_hh")?))
-        } else {
-            (None, None)
-        };
-        let weight_hr = if shape.proj_size > 0 {
-            Some(get(&[shape.proj_size, shape.hidden_size], "weight_hr")?)
-        } else {
-            None
-        };
+        let (bias_ih, bias_hh) =
+            if shape.bias { (Some(get(&[gates], "bias_ih")?), Some(get(&[gates], "bias_hh")?)) } else { (None, None) };
+        let weight_hr =
+            if shape.proj_size > 0 { Some(get(&[shape.proj_size, shape.hidden_size], "weight_hr")?) } else { None };
         Ok(CellWeights { weight_ih, weight_hh, bias_ih, bias_hh, weight_hr })
     }
 
@@ -120,9 +114,7 @@ pub fn step(kind: CellKind, w: &CellWeights, gi: &Tensor, state: &State) -> Resu
             let gates = (gi + gh)?.chunk(4, D::Minus1)?;
             let (i, f) = (sigmoid(&gates[0])?, sigmoid(&gates[1])?);
             let (g, o) = (gates[2].tanh()?, sigmoid(&gates[3])?);
-            let c_prev = state.c.as_ref().ok_or_else(|| {
-                Error::Config("an LSTM step needs a cell state c".into())
-            })?;
+            let c_prev = state.c.as_ref().ok_or_else(|| Error::Config("an LSTM step needs a cell state c".into()))?;
             let c = ((f * c_prev)? + (i * g)?)?;
             let mut h = (o * c.tanh()?)?;
             if let Some(hr) = &w.weight_hr {

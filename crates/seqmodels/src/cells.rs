@@ -78,9 +78,7 @@ impl Cell {
         let c = match (cfg.kind.has_cell_state(), cx) {
             (true, cx) => Some(state("cx", cx)?),
             (false, None) => None,
-            (false, Some(_)) => {
-                return Err(Error::Config("cx was given, but only LSTMCell has a cell state".into()))
-            }
+            (false, Some(_)) => return Err(Error::Config("cx was given, but only LSTMCell has a cell state".into())),
         };
         let gi = self.weights.input_gates(&x)?;
         let next = cell::step(cfg.kind, &self.weights, &gi, &State { h, c })?;

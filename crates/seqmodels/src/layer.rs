@@ -75,11 +75,7 @@ impl RnnBase {
     /// Every parameter under its PyTorch name, in `state_dict` order.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let d = self.config.num_directions();
-        self.weights
-            .iter()
-            .enumerate()
-            .flat_map(|(i, w)| w.named(&param_suffix(i / d, i % d)))
-            .collect()
+        self.weights.iter().enumerate().flat_map(|(i, w)| w.named(&param_suffix(i / d, i % d))).collect()
     }
 
     /// Makes the between-layer dropout masks repeatable from `seed`.
@@ -221,13 +217,7 @@ pub(crate) fn check_dtype(what: &str, t: &Tensor, params: DType) -> Result<()> {
 }
 
 /// Validates a given initial state (or makes zeros); returns it batched (stacked, N, size).
-fn initial_state(
-    what: &str,
-    given: Option<&Tensor>,
-    dims: [usize; 3],
-    batched: bool,
-    like: &Tensor,
-) -> Result<Tensor> {
+fn initial_state(what: &str, given: Option<&Tensor>, dims: [usize; 3], batched: bool, like: &Tensor) -> Result<Tensor> {
     let Some(t) = given else {
         return Ok(Tensor::zeros(dims.as_slice(), like.dtype(), like.device())?);
     };

@@ -20,10 +20,7 @@ pub struct LstmState {
 
 fn base_of_kind(config: RnnConfig, allowed: &[CellKind], vb: VarBuilder) -> Result<RnnBase> {
     if !allowed.contains(&config.kind) {
-        return Err(Error::Config(format!(
-            "this layer type needs kind {allowed:?}, found {:?}",
-            config.kind
-        )));
+        return Err(Error::Config(format!("this layer type needs kind {allowed:?}, found {:?}", config.kind)));
     }
     RnnBase::new(config, vb)
 }

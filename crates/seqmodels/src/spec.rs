@@ -39,15 +39,12 @@ impl ModuleSpec {
     /// Keys that do not apply to the type (e.g. `num_layers` for a cell, `nonlinearity` for an
     /// LSTM) are accepted only with their default value, as PyTorch rejects them otherwise.
     pub fn from_json(text: &str) -> Result<Self> {
-        let raw: RawSpec =
-            serde_json::from_str(text).map_err(|e| Error::Config(format!("module.json: {e}")))?;
+        let raw: RawSpec = serde_json::from_str(text).map_err(|e| Error::Config(format!("module.json: {e}")))?;
         let relu = match raw.nonlinearity.as_deref() {
             None | Some("tanh") => false,
             Some("relu") => true,
             Some(other) => {
-                return Err(Error::Config(format!(
-                    "unknown nonlinearity \"{other}\": expected \"tanh\" or \"relu\""
-                )))
+                return Err(Error::Config(format!("unknown nonlinearity \"{other}\": expected \"tanh\" or \"relu\"")))
             }
         };
         let (kind, is_cell) = match raw.module_type.as_str() {
@@ -56,9 +53,7 @@ impl ModuleSpec {
             "LSTM" | "LSTMCell" => (CellKind::Lstm, raw.module_type == "LSTMCell"),
             "GRU" | "GRUCell" => (CellKind::Gru, raw.module_type == "GRUCell"),
             other => {
-                return Err(Error::Config(format!(
-                    "unknown module type \"{other}\": expected one of {MODULE_TYPES}"
-                )))
+                return Err(Error::Config(format!("unknown module type \"{other}\": expected one of {MODULE_TYPES}")))
             }
         };
         if relu && !matches!(kind, CellKind::RnnRelu) {
@@ -106,8 +101,7 @@ impl ModuleSpec {
     /// Reads and parses a `module.json` file.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Self::from_json(&text).map_err(|e| match e {
             Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
             other => other,

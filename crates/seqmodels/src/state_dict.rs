@@ -78,11 +78,8 @@ pub fn select_parameters(
         keys.sort();
         keys
     };
-    let missing: Vec<String> = expected
-        .iter()
-        .map(|(n, _)| format!("{}{n}", options.prefix))
-        .filter(|k| !tensors.contains_key(k))
-        .collect();
+    let missing: Vec<String> =
+        expected.iter().map(|(n, _)| format!("{}{n}", options.prefix)).filter(|k| !tensors.contains_key(k)).collect();
     if options.strict && (!missing.is_empty() || !unexpected.is_empty()) {
         return Err(Error::Keys { missing, unexpected });
     }

@@ -34,8 +34,7 @@ struct Names {
     grad_c: &'static str,
 }
 
-const LAYER_NAMES: Names =
-    Names { h0: "h0", c0: "c0", h: "h_n", c: "c_n", grad_h: "grad_h_n", grad_c: "grad_c_n" };
+const LAYER_NAMES: Names = Names { h0: "h0", c0: "c0", h: "h_n", c: "c_n", grad_h: "grad_h_n", grad_c: "grad_c_n" };
 const CELL_NAMES: Names = Names { h0: "hx", c0: "cx", h: "h", c: "c", grad_h: "grad_h", grad_c: "grad_c" };
 
 /// Runs `spec` with the state-dict tensors `weights` (PyTorch names, strict) on `inputs`.
@@ -98,7 +97,8 @@ pub fn run_module(
                 return Err(Error::BadInput { name: "lengths".into(), problem: "cells take no lengths".into() });
             }
             let cell = Cell::new(cfg.clone(), vb)?;
-            let next = cell.forward_state(&x, h0.as_ref().map(|v| v.as_tensor()), c0.as_ref().map(|v| v.as_tensor()))?;
+            let next =
+                cell.forward_state(&x, h0.as_ref().map(|v| v.as_tensor()), c0.as_ref().map(|v| v.as_tensor()))?;
             (None, next.h, next.c, cell.named_parameters())
         }
     };

@@ -56,7 +56,8 @@ pub fn run(args: &ForwardArgs) -> anyhow::Result<()> {
     println!("{:<28} {:<16} {:>12} {:>10}  result", "tensor", "shape", "max abs err", "tolerance");
     for row in &rows {
         let err = row.max_abs_error.map_or("-".to_string(), |e| format!("{e:.3e}"));
-        let verdict = if row.ok() { "OK".to_string() } else { format!("FAIL {}", row.problem.clone().unwrap_or_default()) };
+        let verdict =
+            if row.ok() { "OK".to_string() } else { format!("FAIL {}", row.problem.clone().unwrap_or_default()) };
         println!("{:<28} {:<16} {:>12} {:>10.0e}  {verdict}", row.name, format!("{:?}", row.shape), err, row.tolerance);
     }
     let failed = rows.iter().filter(|r| !r.ok()).count();
