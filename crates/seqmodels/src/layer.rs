@@ -171,6 +171,18 @@ impl RnnBase {
         Ok(SeqOutput { output, h_n, c_n })
     }
 
+    /// [`Self::forward_states`] for kinds without a cell state: returns `(output, h_n)`.
+    pub fn forward_hidden(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        lengths: Option<&[usize]>,
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let out = self.forward_states(input, h0, None, lengths, train)?;
+        Ok((out.output, out.h_n))
+    }
+
     /// Steps one direction through the sequence; returns the outputs (L, N, H_out) in time
     /// order and the final state.
     fn run_direction(

@@ -62,8 +62,7 @@ impl RNN {
         lengths: Option<&[usize]>,
         train: bool,
     ) -> Result<(Tensor, Tensor)> {
-        let out = self.0.forward_states(input, h0, None, lengths, train)?;
-        Ok((out.output, out.h_n))
+        self.0.forward_hidden(input, h0, lengths, train)
     }
 }
 
@@ -90,8 +89,7 @@ impl GRU {
         lengths: Option<&[usize]>,
         train: bool,
     ) -> Result<(Tensor, Tensor)> {
-        let out = self.0.forward_states(input, h0, None, lengths, train)?;
-        Ok((out.output, out.h_n))
+        self.0.forward_hidden(input, h0, lengths, train)
     }
 }
 
