@@ -29,12 +29,7 @@ fn main() -> anyhow::Result<()> {
     }
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "tinyshakespeare: {} bytes -> {} tokens, vocabulary {}",
-        text.len(),
-        corpus.len(),
-        corpus.vocab.len()
-    );
+    println!("tinyshakespeare: {} bytes -> {} tokens, vocabulary {}", text.len(), corpus.len(), corpus.vocab.len());
     println!(
         "char tokenize + numericalize: median {:.2} ms, min {:.2} ms, max {:.2} ms over {runs} runs ({:.0} MB/s at the median)",
         ms(times[runs / 2]),

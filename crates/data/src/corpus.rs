@@ -210,7 +210,7 @@ impl CorpusLocator {
     }
 
     /// The path of a named corpus: data directory, cache, or a fresh download into the cache.
-    pub fn fetch(&self, corpus: &NamedCorpus) -> Result<PathBuf> {
+    pub fn fetch(&self, corpus: &'static NamedCorpus) -> Result<PathBuf> {
         if let Some(dir) = &self.data_dir {
             let path = dir.join(corpus.file_name);
             if path.is_file() {
@@ -225,11 +225,9 @@ impl CorpusLocator {
         }
         let url = self.url_for(corpus);
         let unavailable = |reason: String| Error::CorpusUnavailable {
-            name: corpus.name.to_owned(),
-            file_name: corpus.file_name.to_owned(),
+            corpus,
             cache_dir: self.cache_dir.clone(),
             url: url.clone(),
-            sha256: corpus.sha256.to_owned(),
             reason,
         };
         if !self.allow_download {

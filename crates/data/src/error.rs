@@ -141,20 +141,17 @@ pub enum Error {
 
     /// A named corpus is not on disk and could not be downloaded.
     #[error(
-        "corpus {name:?} is not available: {reason}. Put {file_name} (sha256 {sha256}) into the directory \
-         named by SEQMODELS_DATA or into {cache_dir}, or download it from {url}"
+        "corpus {:?} is not available: {reason}. Put {} (sha256 {}) into the directory named by \
+         SEQMODELS_DATA or into {}, or download it from {url}",
+        .corpus.name, .corpus.file_name, .corpus.sha256, .cache_dir.display()
     )]
     CorpusUnavailable {
-        /// Corpus name.
-        name: String,
-        /// File name the corpus is expected under.
-        file_name: String,
+        /// The corpus (name, file name, expected SHA-256).
+        corpus: &'static crate::corpus::NamedCorpus,
         /// The cache directory that was searched.
         cache_dir: PathBuf,
-        /// The public URL.
+        /// The URL it would be downloaded from.
         url: String,
-        /// Expected SHA-256 (hex).
-        sha256: String,
         /// Why it is unavailable (offline, download error, ...).
         reason: String,
     },

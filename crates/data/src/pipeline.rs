@@ -67,7 +67,9 @@ impl LmCorpus {
         let eol = if options.level == TokenLevel::Word { options.eol_token.as_deref() } else { None };
         let tokens = tokenize(&lines, options.level, eol);
         if tokens.is_empty() {
-            return Err(Error::NoTokens { stage: format!("{} cleaning and {} tokenization", options.cleaning, options.level) });
+            return Err(Error::NoTokens {
+                stage: format!("{} cleaning and {} tokenization", options.cleaning, options.level),
+            });
         }
         let vocab = Vocab::build(&tokens, &options.vocab);
         let mut ids = vocab.encode(&tokens);
@@ -78,7 +80,12 @@ impl LmCorpus {
     /// Cleans `text` and encodes it with a subword tokenizer, line by line for
     /// [`Cleaning::D2l`] (lines concatenated with no separator, as for characters) and as a
     /// whole otherwise. The vocabulary is the tokenizer's.
-    pub fn build_bpe(text: &str, cleaning: Cleaning, tokenizer: &BpeTokenizer, max_tokens: Option<usize>) -> Result<Self> {
+    pub fn build_bpe(
+        text: &str,
+        cleaning: Cleaning,
+        tokenizer: &BpeTokenizer,
+        max_tokens: Option<usize>,
+    ) -> Result<Self> {
         check_max_tokens(max_tokens)?;
         let vocab = tokenizer.vocab()?;
         let mut ids = Vec::new();

@@ -124,7 +124,11 @@ impl SeriesDataset {
     pub fn split(&self, num_train: usize) -> Result<(SeriesDataset, SeriesDataset)> {
         if num_train == 0 || num_train >= self.len() {
             return Err(Error::InvalidSplit {
-                reason: format!("num_train must be in 1..{} for {} examples, found {num_train}", self.len(), self.len()),
+                reason: format!(
+                    "num_train must be in 1..{} for {} examples, found {num_train}",
+                    self.len(),
+                    self.len()
+                ),
             });
         }
         let cut = num_train * self.tau;

@@ -39,7 +39,7 @@ pub fn ngram_counts(ids: &[u32], n: usize) -> Vec<NgramCount> {
             }
         }
     }
-    entries.sort_by(|a, b| b.1.cmp(&a.1));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.1));
     entries.into_iter().map(|(w, count)| NgramCount { ids: w.to_vec(), count }).collect()
 }
 
@@ -157,7 +157,12 @@ const COLORS: [RGBColor; 6] = [
 
 /// Draws frequency against rank on log-log axes as a PNG (800 x 600), one line per series, with
 /// axis labels, a legend and, if given, the Zipf fit as a dashed line.
-pub fn plot_frequencies(path: impl AsRef<Path>, title: &str, series: &[FreqSeries], fit: Option<&ZipfFit>) -> Result<()> {
+pub fn plot_frequencies(
+    path: impl AsRef<Path>,
+    title: &str,
+    series: &[FreqSeries],
+    fit: Option<&ZipfFit>,
+) -> Result<()> {
     let path = path.as_ref();
     let plot_err = |e: &dyn std::fmt::Display| Error::Plot { path: path.to_owned(), message: e.to_string() };
     if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {

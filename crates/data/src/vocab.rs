@@ -50,7 +50,7 @@ pub fn count_token_refs<S: AsRef<str>>(tokens: &[S]) -> Vec<(&str, usize)> {
         entries[slot].1 += 1;
     }
     // Stable sort keeps first-appearance order among equal counts.
-    entries.sort_by(|a, b| b.1.cmp(&a.1));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.1));
     entries
 }
 
@@ -107,7 +107,12 @@ pub struct VocabOptions {
 
 impl Default for VocabOptions {
     fn default() -> Self {
-        VocabOptions { min_freq: 0, reserved_tokens: Vec::new(), order: VocabOrder::Frequency, unk_token: "<unk>".into() }
+        VocabOptions {
+            min_freq: 0,
+            reserved_tokens: Vec::new(),
+            order: VocabOrder::Frequency,
+            unk_token: "<unk>".into(),
+        }
     }
 }
 
@@ -302,10 +307,9 @@ impl Vocab {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let json = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => Error::InvalidVocab {
-                path: path.to_owned(),
-                reason: "the file is not valid UTF-8".into(),
-            },
+            std::io::ErrorKind::InvalidData => {
+                Error::InvalidVocab { path: path.to_owned(), reason: "the file is not valid UTF-8".into() }
+            }
             _ => Error::io("read", path, e),
         })?;
         Self::from_json_at(&json, path)
@@ -319,8 +323,7 @@ mod tests {
     #[test]
     fn counts_sorted_ties_first_seen() {
         let c = count_tokens(&["b", "a", "c", "a", "bb", "c", "bb"]);
-        let expected: Vec<(String, usize)> =
-            vec![("a".into(), 2), ("c".into(), 2), ("bb".into(), 2), ("b".into(), 1)];
+        let expected: Vec<(String, usize)> = vec![("a".into(), 2), ("c".into(), 2), ("bb".into(), 2), ("b".into(), 1)];
         assert_eq!(c, expected);
     }
 

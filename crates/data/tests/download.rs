@@ -89,11 +89,13 @@ fn handle(mut stream: TcpStream, timemachine: Option<&[u8]>) -> std::io::Result<
     let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
     let path = line.split_whitespace().nth(1).unwrap_or("/");
     let ok = |body: &[u8], declared: usize| {
-        format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n")
-            .into_bytes()
-            .into_iter()
-            .chain(body.iter().copied())
-            .collect::<Vec<u8>>()
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes()
+        .into_iter()
+        .chain(body.iter().copied())
+        .collect::<Vec<u8>>()
     };
     let response = match path {
         "/good.txt" => ok(GOOD, GOOD.len()),
@@ -174,8 +176,8 @@ fn refused_connection_is_an_error() {
     // Bind then drop a listener to get a port nobody listens on.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cache = tempfile::tempdir().unwrap();
-    let err = download(&format!("http://127.0.0.1:{port}/x.txt"), &cache.path().join("x.txt"), None, false)
-        .unwrap_err();
+    let err =
+        download(&format!("http://127.0.0.1:{port}/x.txt"), &cache.path().join("x.txt"), None, false).unwrap_err();
     assert!(matches!(err, Error::Download { .. }), "{err}");
     assert!(entries(cache.path()).is_empty());
 }

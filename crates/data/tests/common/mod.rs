@@ -16,7 +16,11 @@ pub fn data_dir() -> PathBuf {
                 return candidate;
             }
         }
-        panic!("SEQMODELS_DATA={} holds no timemachine.txt (looked relative to the current directory and to {})", p.display(), root.display());
+        panic!(
+            "SEQMODELS_DATA={} holds no timemachine.txt (looked relative to the current directory and to {})",
+            p.display(),
+            root.display()
+        );
     }
     let fallback = root.join("../shared/data");
     assert!(

@@ -167,7 +167,10 @@ fn compute(args: &CorpusArgs) -> anyhow::Result<Computed> {
 fn plot(args: &CorpusArgs, computed: &Computed, path: &std::path::Path) -> anyhow::Result<()> {
     let series: Vec<FreqSeries> = [(1, "unigram"), (2, "bigram"), (3, "trigram")]
         .iter()
-        .map(|&(n, label)| FreqSeries { label: label.to_owned(), freqs: frequencies(&ngram_counts(&computed.corpus.ids, n)) })
+        .map(|&(n, label)| FreqSeries {
+            label: label.to_owned(),
+            freqs: frequencies(&ngram_counts(&computed.corpus.ids, n)),
+        })
         .filter(|s| !s.freqs.is_empty())
         .collect();
     let fit = fit_zipf(&series.first().map(|s| s.freqs.clone()).unwrap_or_default());
