@@ -9,7 +9,8 @@ use crate::cell::{self, CellShape, CellWeights, State};
 use crate::config::{param_suffix, RnnConfig};
 use crate::dropout::SeededDropout;
 use crate::error::{Error, Result};
-use crate::lengths::StepMasks;
+use crate::fused;
+use crate::lengths::{validate_lengths, StepMasks};
 
 /// Output of a sequence layer, shaped as PyTorch shapes it.
 #[derive(Clone, Debug)]
@@ -24,6 +25,19 @@ pub struct SeqOutput {
     pub c_n: Option<Tensor>,
 }
 
+/// Which code runs the recurrence of a layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Implementation {
+    /// The fused whole-sequence kernels where they run (CPU, f32 or f64), else the composed path.
+    #[default]
+    Auto,
+    /// Candle ops per time step, differentiated by autodiff: the readable specification, and
+    /// the path for devices without fused kernels.
+    Composed,
+    /// The fused kernels ([`crate::fused`]); an error where they cannot run.
+    Fused,
+}
+
 /// A multi-layer, optionally bidirectional recurrent layer of any [`crate::CellKind`].
 ///
 /// [`crate::RNN`], [`crate::LSTM`] and [`crate::GRU`] wrap it with typed states; use it
@@ -34,6 +48,7 @@ pub struct RnnBase {
     /// One entry per layer and direction, index = layer * D + direction.
     weights: Vec<CellWeights>,
     dropout: SeededDropout,
+    implementation: Implementation,
 }
 
 impl RnnBase {
@@ -56,12 +71,23 @@ impl RnnBase {
             }
         }
         let dropout = SeededDropout::new(config.dropout, None);
-        Ok(RnnBase { config, weights, dropout })
+        Ok(RnnBase { config, weights, dropout, implementation: Implementation::Auto })
     }
 
     /// The constructor arguments.
     pub fn config(&self) -> &RnnConfig {
         &self.config
+    }
+
+    /// Chooses the code that runs the recurrence (default [`Implementation::Auto`]).
+    pub fn with_implementation(mut self, implementation: Implementation) -> Self {
+        self.implementation = implementation;
+        self
+    }
+
+    /// The chosen implementation.
+    pub fn implementation(&self) -> Implementation {
+        self.implementation
     }
 
     /// The weights of one layer and direction.
@@ -124,7 +150,24 @@ impl RnnBase {
         if lengths.is_some() && !batched {
             return Err(Error::Lengths("lengths need a batched input (unbatched input has one sequence)".into()));
         }
-        let masks = lengths.map(|l| StepMasks::new(l, seq_len, batch, dtype, x.device())).transpose()?.flatten();
+        let fused = match self.implementation {
+            Implementation::Composed => false,
+            Implementation::Auto => fused::supports(&x),
+            Implementation::Fused if fused::supports(&x) => true,
+            Implementation::Fused => {
+                let found = format!("{:?} on {:?}", x.dtype(), x.device().location());
+                return Err(Error::Config(format!("the fused kernels need f32 or f64 on the CPU, found {found}")));
+            }
+        };
+        if let Some(l) = lengths {
+            validate_lengths(l, seq_len, batch)?;
+        }
+        // Lengths that are all full change nothing: both paths then skip the masking.
+        let lengths = lengths.filter(|l| l.iter().any(|&n| n < seq_len));
+        let masks = match (fused, lengths) {
+            (false, Some(l)) => StepMasks::new(l, seq_len, batch, dtype, x.device())?,
+            _ => None,
+        };
 
         let stacked = cfg.num_layers * cfg.num_directions();
         let h0 = initial_state("h0", h0, [stacked, batch, cfg.output_size()], batched, &x)?;
@@ -146,7 +189,12 @@ impl RnnBase {
                 let w = &self.weights[index];
                 let gi = w.input_gates(&flat)?.reshape((seq_len, batch, cfg.gate_size()))?;
                 let start = State { h: h0.get(index)?, c: c0.as_ref().map(|c| c.get(index)).transpose()? };
-                let (out, last) = self.run_direction(w, &gi, start, masks.as_ref(), direction == 1)?;
+                let reverse = direction == 1;
+                let (out, last) = if fused {
+                    fused::run_direction(cfg.kind, w, &gi, &start, lengths, reverse)?
+                } else {
+                    self.run_direction(w, &gi, start, masks.as_ref(), reverse)?
+                };
                 outputs.push(out);
                 h_n.push(last.h);
                 c_n.extend(last.c);
@@ -183,7 +231,7 @@ impl RnnBase {
         Ok((out.output, out.h_n))
     }
 
-    /// Steps one direction through the sequence; returns the outputs (L, N, H_out) in time
+    /// The composed path: steps one direction through the sequence with candle ops; returns the outputs (L, N, H_out) in time
     /// order and the final state.
     fn run_direction(
         &self,

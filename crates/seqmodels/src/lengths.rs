@@ -18,7 +18,7 @@ pub(crate) struct StepMasks {
 }
 
 impl StepMasks {
-    /// Masks for `lengths` (each in 1..=seq_len, one per batch element); `None` when every
+    /// Masks for validated `lengths` (each in 1..=seq_len, one per batch element); `None` when every
     /// sequence is full length, so that the common case pays nothing.
     pub(crate) fn new(
         lengths: &[usize],
@@ -27,7 +27,6 @@ impl StepMasks {
         dtype: DType,
         device: &Device,
     ) -> Result<Option<Self>> {
-        validate_lengths(lengths, seq_len, batch)?;
         if lengths.iter().all(|&l| l == seq_len) {
             return Ok(None);
         }

@@ -1,5 +1,7 @@
-//! f64 finite-difference checks of the gradients that candle's autodiff computes through the
-//! layers and cells: central differences of a weighted-sum loss against `backward()`.
+//! f64 finite-difference checks of the layer and cell gradients: central differences of a
+//! weighted-sum loss against `backward()`. Layers run their default implementation, the fused
+//! kernels with hand-written BPTT (the composed path is checked against them in
+//! `fused_vs_composed.rs`); cells run the composed step under candle's autodiff.
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;

@@ -1,0 +1,326 @@
+//! The whole-sequence loops of the fused kernels, shared by the three cell kinds.
+//!
+//! Forward: per step one GEMM `gh = h W_hh^T + b_hh` into a preallocated buffer, then one fused
+//! pass over the gates (activations and state update), then, for LSTM with projection, one GEMM
+//! with W_hr. Backward (BPTT): per step one fused pass computing the gate gradients and one GEMM
+//! `dh = dgates W_hh`; the weight gradients are single GEMMs over all time steps at the end.
+
+use super::gemm::{matmul, Stored};
+use super::real::Real;
+use super::{gru, lstm, rnn};
+use crate::config::CellKind;
+
+/// Sizes of one layer and direction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dims {
+    pub seq_len: usize,
+    pub batch: usize,
+    pub hidden: usize,
+    /// proj_size when projecting, else hidden.
+    pub h_out: usize,
+    pub proj: bool,
+    pub bias: bool,
+    pub kind: CellKind,
+}
+
+impl Dims {
+    pub fn gates(&self) -> usize {
+        self.kind.num_gates() * self.hidden
+    }
+
+    /// Elements of the op's result: output (T, N, H_out), h_n (N, H_out), c_n (N, H) for LSTM.
+    pub fn result_len(&self) -> usize {
+        let c = if self.kind.has_cell_state() { self.batch * self.hidden } else { 0 };
+        (self.seq_len + 1) * self.batch * self.h_out + c
+    }
+
+    /// Elements of the initial state: h0 (N, H_out), then c0 (N, H) for LSTM.
+    pub fn state_len(&self) -> usize {
+        let c = if self.kind.has_cell_state() { self.batch * self.hidden } else { 0 };
+        self.batch * self.h_out + c
+    }
+
+    /// Elements of the packed recurrent parameters: W_hh (G, H_out), b_hh (G), W_hr (P, H).
+    pub fn params_len(&self) -> usize {
+        let g = self.gates();
+        g * self.h_out + if self.bias { g } else { 0 } + if self.proj { self.h_out * self.hidden } else { 0 }
+    }
+}
+
+/// What backward needs from forward, each (T, N, width) in time order.
+#[derive(Debug, Default)]
+pub(crate) struct Saved<T> {
+    /// h before each step (T, N, H_out).
+    h_prev: Vec<T>,
+    /// LSTM/GRU: gate activations (T, N, G); RNN: h' (T, N, H).
+    act: Vec<T>,
+    /// LSTM: c before each step and tanh(c') (T, N, H).
+    c_prev: Vec<T>,
+    tanh_c: Vec<T>,
+    /// GRU: h W_hn^T + b_hn (T, N, H).
+    ghn: Vec<T>,
+    /// LSTM with projection: o*tanh(c') (T, N, H).
+    hh: Vec<T>,
+}
+
+/// Gradients of the op's three inputs.
+pub(crate) struct Grads<T> {
+    pub gi: Vec<T>,
+    pub params: Vec<T>,
+    pub state0: Vec<T>,
+}
+
+/// One layer and direction over the whole sequence.
+pub(crate) struct Sequence<'a> {
+    pub dims: Dims,
+    pub lengths: Option<&'a [usize]>,
+    pub reverse: bool,
+    pub threads: usize,
+}
+
+struct Params<'a, T> {
+    w_hh: &'a [T],
+    b_hh: Option<&'a [T]>,
+    w_hr: Option<&'a [T]>,
+}
+
+impl Sequence<'_> {
+    fn valid(&self, t: usize, n: usize) -> bool {
+        self.lengths.is_none_or(|l| t < l[n])
+    }
+
+    /// Time indices in processing order.
+    fn order(&self) -> Vec<usize> {
+        let t = self.dims.seq_len;
+        if self.reverse {
+            (0..t).rev().collect()
+        } else {
+            (0..t).collect()
+        }
+    }
+
+    fn split_params<'p, T>(&self, params: &'p [T]) -> Params<'p, T> {
+        let d = &self.dims;
+        let (w_hh, rest) = params.split_at(d.gates() * d.h_out);
+        let (b_hh, rest) = if d.bias { (Some(&rest[..d.gates()]), &rest[d.gates()..]) } else { (None, rest) };
+        Params { w_hh, b_hh, w_hr: d.proj.then_some(rest) }
+    }
+
+    /// Runs the sequence. `gi` (T, N, G) holds x W_ih^T + b_ih; `params` the packed recurrent
+    /// parameters; `state0` h0 then c0. Returns the result (output, h_n, c_n) and, when
+    /// `save`, what backward needs.
+    pub fn forward<T: Real>(&self, gi: &[T], params: &[T], state0: &[T], save: bool) -> (Vec<T>, Option<Saved<T>>) {
+        let d = self.dims;
+        let (n_, h, ho, g) = (d.batch, d.hidden, d.h_out, d.gates());
+        let p = self.split_params(params);
+        let zero = T::zero();
+        let mut result = vec![zero; d.result_len()];
+        let mut hs = state0[..n_ * ho].to_vec();
+        let mut c = state0[n_ * ho..].to_vec();
+        let mut gh = vec![zero; n_ * g];
+        let mut h_next = vec![zero; n_ * ho.max(h)];
+        let mut hh = vec![zero; n_ * h];
+        let mut tanh_c = vec![zero; n_ * h];
+        let mut gru_act = vec![zero; n_ * g];
+        let mut ghn = vec![zero; n_ * h];
+        let tn = d.seq_len * n_;
+        let mut saved = save.then(|| Saved {
+            h_prev: vec![zero; tn * ho],
+            act: vec![zero; tn * if d.kind.num_gates() == 1 { h } else { g }],
+            c_prev: if d.kind == CellKind::Lstm { vec![zero; tn * h] } else { Vec::new() },
+            tanh_c: if d.kind == CellKind::Lstm { vec![zero; tn * h] } else { Vec::new() },
+            ghn: if d.kind == CellKind::Gru { vec![zero; tn * h] } else { Vec::new() },
+            hh: if d.proj { vec![zero; tn * h] } else { Vec::new() },
+        });
+
+        for t in self.order() {
+            for row in gh.chunks_exact_mut(g) {
+                match p.b_hh {
+                    Some(b) => row.copy_from_slice(b),
+                    None => row.fill(zero),
+                }
+            }
+            matmul((n_, g, ho), &mut gh, true, &hs, Stored::AsIs, p.w_hh, Stored::Transposed, self.threads);
+            let gi_t = &gi[t * n_ * g..(t + 1) * n_ * g];
+            if let Some(s) = saved.as_mut() {
+                s.h_prev[t * n_ * ho..(t + 1) * n_ * ho].copy_from_slice(&hs);
+            }
+            let rows = (0..n_).filter(|&n| self.valid(t, n));
+            match d.kind {
+                CellKind::Lstm => {
+                    for n in rows.clone() {
+                        let pre = &mut gh[n * g..(n + 1) * g];
+                        pre.iter_mut().zip(&gi_t[n * g..(n + 1) * g]).for_each(|(a, b)| *a = *a + *b);
+                        let c_row = &mut c[n * h..(n + 1) * h];
+                        let at = (t * n_ + n) * h;
+                        if let Some(s) = saved.as_mut() {
+                            s.c_prev[at..at + h].copy_from_slice(c_row);
+                        }
+                        let tc = &mut tanh_c[n * h..(n + 1) * h];
+                        lstm::forward_row(pre, c_row, tc, &mut hh[n * h..(n + 1) * h]);
+                        if let Some(s) = saved.as_mut() {
+                            s.tanh_c[at..at + h].copy_from_slice(tc);
+                            s.act[(t * n_ + n) * g..(t * n_ + n + 1) * g].copy_from_slice(pre);
+                            if d.proj {
+                                s.hh[at..at + h].copy_from_slice(&hh[n * h..(n + 1) * h]);
+                            }
+                        }
+                    }
+                    let new_h: &[T] = match p.w_hr {
+                        Some(w_hr) => {
+                            matmul((n_, ho, h), &mut h_next, false, &hh, Stored::AsIs, w_hr, Stored::Transposed, 1);
+                            &h_next
+                        }
+                        None => &hh,
+                    };
+                    for n in rows {
+                        hs[n * ho..(n + 1) * ho].copy_from_slice(&new_h[n * ho..(n + 1) * ho]);
+                    }
+                }
+                CellKind::Gru => {
+                    for n in rows.clone() {
+                        let (a, b) = (n * g..(n + 1) * g, n * h..(n + 1) * h);
+                        gru::forward_row(
+                            &gi_t[a.clone()],
+                            &gh[a.clone()],
+                            &hs[b.clone()],
+                            &mut gru_act[a.clone()],
+                            &mut ghn[b.clone()],
+                            &mut h_next[b.clone()],
+                        );
+                        if let Some(s) = saved.as_mut() {
+                            let at = (t * n_ + n) * h;
+                            s.act[(t * n_ + n) * g..(t * n_ + n + 1) * g].copy_from_slice(&gru_act[a]);
+                            s.ghn[at..at + h].copy_from_slice(&ghn[b.clone()]);
+                        }
+                        hs[b.clone()].copy_from_slice(&h_next[b]);
+                    }
+                }
+                CellKind::RnnTanh | CellKind::RnnRelu => {
+                    let relu = d.kind == CellKind::RnnRelu;
+                    for n in rows.clone() {
+                        let b = n * h..(n + 1) * h;
+                        rnn::forward_row(relu, &gi_t[b.clone()], &gh[b.clone()], &mut h_next[b.clone()]);
+                        if let Some(s) = saved.as_mut() {
+                            let at = (t * n_ + n) * h;
+                            s.act[at..at + h].copy_from_slice(&h_next[b.clone()]);
+                        }
+                        hs[b.clone()].copy_from_slice(&h_next[b]);
+                    }
+                }
+            }
+            for n in (0..n_).filter(|&n| self.valid(t, n)) {
+                let at = (t * n_ + n) * ho;
+                result[at..at + ho].copy_from_slice(&hs[n * ho..(n + 1) * ho]);
+            }
+        }
+        let end = d.seq_len * n_ * ho;
+        result[end..end + n_ * ho].copy_from_slice(&hs);
+        result[end + n_ * ho..].copy_from_slice(&c);
+        (result, saved)
+    }
+
+    /// Backpropagation through time from the gradient of the result (output, h_n, c_n).
+    pub fn backward<T: Real>(&self, dresult: &[T], params: &[T], saved: &Saved<T>) -> Grads<T> {
+        let d = self.dims;
+        let (n_, h, ho, g) = (d.batch, d.hidden, d.h_out, d.gates());
+        let tn = d.seq_len * n_;
+        let p = self.split_params(params);
+        let zero = T::zero();
+        let end = tn * ho;
+        let dout = &dresult[..end];
+        let mut dh = dresult[end..end + n_ * ho].to_vec();
+        let mut dc = dresult[end + n_ * ho..].to_vec();
+        let mut dgi = vec![zero; tn * g];
+        let mut dgh_gru = if d.kind == CellKind::Gru { vec![zero; tn * g] } else { Vec::new() };
+        let mut dproj = if d.proj { vec![zero; tn * ho] } else { Vec::new() };
+        let mut dh_tot = vec![zero; n_ * ho];
+        let mut dhh = vec![zero; n_ * h];
+        let mut direct = vec![zero; n_ * ho];
+
+        for t in self.order().into_iter().rev() {
+            for n in 0..n_ {
+                let (r, at) = (n * ho..(n + 1) * ho, (t * n_ + n) * ho);
+                if self.valid(t, n) {
+                    for j in 0..ho {
+                        dh_tot[n * ho + j] = dh[n * ho + j] + dout[at + j];
+                    }
+                    direct[r].fill(zero);
+                } else {
+                    dh_tot[r.clone()].fill(zero);
+                    direct[r.clone()].copy_from_slice(&dh[r]);
+                }
+            }
+            let rows = (0..n_).filter(|&n| self.valid(t, n));
+            match d.kind {
+                CellKind::Lstm => {
+                    let dhh: &[T] = match p.w_hr {
+                        Some(w_hr) => {
+                            dproj[t * n_ * ho..(t + 1) * n_ * ho].copy_from_slice(&dh_tot);
+                            matmul((n_, h, ho), &mut dhh, false, &dh_tot, Stored::AsIs, w_hr, Stored::AsIs, 1);
+                            &dhh
+                        }
+                        None => &dh_tot,
+                    };
+                    for n in rows {
+                        let (b, at) = (n * h..(n + 1) * h, (t * n_ + n) * h);
+                        let ga = (t * n_ + n) * g;
+                        lstm::backward_row(
+                            &dhh[b.clone()],
+                            &mut dc[b],
+                            &saved.act[ga..ga + g],
+                            &saved.c_prev[at..at + h],
+                            &saved.tanh_c[at..at + h],
+                            &mut dgi[ga..ga + g],
+                        );
+                    }
+                }
+                CellKind::Gru => {
+                    for n in rows {
+                        let (b, at, ga) = (n * h..(n + 1) * h, (t * n_ + n) * h, (t * n_ + n) * g);
+                        gru::backward_row(
+                            &dh_tot[b.clone()],
+                            &saved.act[ga..ga + g],
+                            &saved.ghn[at..at + h],
+                            &saved.h_prev[at..at + h],
+                            &mut dgi[ga..ga + g],
+                            &mut dgh_gru[ga..ga + g],
+                            &mut direct[b],
+                        );
+                    }
+                }
+                CellKind::RnnTanh | CellKind::RnnRelu => {
+                    let relu = d.kind == CellKind::RnnRelu;
+                    for n in rows {
+                        let (b, at) = (n * h..(n + 1) * h, (t * n_ + n) * h);
+                        rnn::backward_row(relu, &dh_tot[b], &saved.act[at..at + h], &mut dgi[at..at + h]);
+                    }
+                }
+            }
+            let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
+            dh.copy_from_slice(&direct);
+            let dgh_t = &dgh[t * n_ * g..(t + 1) * n_ * g];
+            matmul((n_, ho, g), &mut dh, true, dgh_t, Stored::AsIs, p.w_hh, Stored::AsIs, self.threads);
+        }
+
+        let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
+        let mut dparams = vec![zero; d.params_len()];
+        let (dw_hh, rest) = dparams.split_at_mut(g * ho);
+        matmul((g, ho, tn), dw_hh, false, dgh, Stored::Transposed, &saved.h_prev, Stored::AsIs, self.threads);
+        let rest = if d.bias {
+            let (db, rest) = rest.split_at_mut(g);
+            for row in dgh.chunks_exact(g) {
+                db.iter_mut().zip(row).for_each(|(a, b)| *a = *a + *b);
+            }
+            rest
+        } else {
+            rest
+        };
+        if d.proj {
+            matmul((ho, h, tn), rest, false, &dproj, Stored::Transposed, &saved.hh, Stored::AsIs, self.threads);
+        }
+        let mut dstate0 = dh;
+        dstate0.extend_from_slice(&dc);
+        Grads { gi: dgi, params: dparams, state0: dstate0 }
+    }
+}
