@@ -5,5 +5,13 @@ pub mod commands;
 pub mod compare;
 pub mod error;
 pub mod forward;
+pub mod checkpoint;
+pub mod generate;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod schedule;
+pub mod tokenizer;
+pub mod trainer;
 
 pub use error::{Error, Result};

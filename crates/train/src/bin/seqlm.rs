@@ -18,6 +18,12 @@ enum Command {
     Init(commands::init::InitArgs),
     /// Corpus statistics: token counts, vocabulary, frequencies, Zipf fit.
     Corpus(commands::corpus::CorpusArgs),
+    /// Train a recurrent language model (defaults: d2l's concise LSTM on the Time Machine).
+    Train(Box<commands::train::TrainArgs>),
+    /// Continue a prefix with a trained model (greedy by default, as d2l).
+    Generate(commands::generate::GenerateArgs),
+    /// Perplexity of a trained model on a text.
+    Eval(commands::eval::EvalArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +31,8 @@ fn main() -> anyhow::Result<()> {
         Command::Forward(args) => commands::forward::run(&args),
         Command::Init(args) => commands::init::run(&args),
         Command::Corpus(args) => commands::corpus::run(&args),
+        Command::Train(args) => commands::train::run(&args),
+        Command::Generate(args) => commands::generate::run(&args),
+        Command::Eval(args) => commands::eval::run(&args),
     }
 }

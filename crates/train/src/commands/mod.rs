@@ -1,5 +1,8 @@
 //! The `seqlm` subcommands, one file each: argument struct (clap) plus a `run` function.
 
 pub mod corpus;
+pub mod eval;
 pub mod forward;
+pub mod generate;
 pub mod init;
+pub mod train;

@@ -1,0 +1,155 @@
+//! Per-epoch metrics: `metrics.jsonl` (one JSON object per epoch) and the perplexity plot.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What one epoch produced (one line of `metrics.jsonl`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch number (1-based).
+    pub epoch: usize,
+    /// Optimizer steps taken so far (all epochs).
+    pub step: u64,
+    /// Learning rate used in this epoch.
+    pub lr: f64,
+    /// Mean training cross-entropy per token (nats), over the epoch's minibatches.
+    pub train_loss: f64,
+    /// exp(train_loss).
+    pub train_ppl: f64,
+    /// Mean validation cross-entropy per token, if there is validation data.
+    pub val_loss: Option<f64>,
+    /// exp(val_loss).
+    pub val_ppl: Option<f64>,
+    /// Training tokens (predictions) in this epoch.
+    pub tokens: usize,
+    /// Wall time of the epoch's training steps, seconds (validation excluded).
+    pub seconds: f64,
+    /// Training tokens per second.
+    pub tokens_per_s: f64,
+    /// A generated sample, on the epochs that make one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<String>,
+}
+
+/// Appends one line to `metrics.jsonl`.
+pub fn append(path: &Path, m: &EpochMetrics) -> Result<()> {
+    let line = serde_json::to_string(m).map_err(|e| Error::Json { path: path.into(), reason: e.to_string() })?;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io("open", path, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io("write", path, e))
+}
+
+/// Reads every line of a `metrics.jsonl` file (missing file: no lines).
+pub fn read(path: &Path) -> Result<Vec<EpochMetrics>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| Error::Json { path: path.into(), reason: format!("line {}: {e}", i + 1) })
+        })
+        .collect()
+}
+
+/// Rewrites `metrics.jsonl` with `lines` only (atomically).
+pub fn rewrite(path: &Path, lines: &[EpochMetrics]) -> Result<()> {
+    let mut text = String::new();
+    for m in lines {
+        let line = serde_json::to_string(m).map_err(|e| Error::Json { path: path.into(), reason: e.to_string() })?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    crate::checkpoint::write_atomic(path, text.as_bytes())
+}
+
+static FONT: Once = Once::new();
+
+fn register_fonts() {
+    FONT.call_once(|| {
+        // The embedded DejaVu Sans is a well-formed TrueType file.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+/// Draws train and validation perplexity per epoch (log-scale y axis) as a PNG (900 x 600), with
+/// axis labels, a title and a legend. Written to a temporary file, then renamed.
+pub fn plot_perplexity(path: &Path, title: &str, metrics: &[EpochMetrics]) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Plot { path: path.into(), reason: e.to_string() };
+    if metrics.is_empty() {
+        return Err(err(&"no epochs to plot"));
+    }
+    let train: Vec<(f64, f64)> =
+        metrics.iter().filter(|m| m.train_ppl.is_finite()).map(|m| (m.epoch as f64, m.train_ppl)).collect();
+    let val: Vec<(f64, f64)> =
+        metrics.iter().filter_map(|m| m.val_ppl.filter(|v| v.is_finite()).map(|v| (m.epoch as f64, v))).collect();
+    let all = train.iter().chain(&val).map(|p| p.1);
+    let (lo, hi) = all.fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return Err(err(&"no finite perplexity to plot"));
+    }
+    let (y_lo, y_hi) = ((lo * 0.9).max(0.5), (hi * 1.1).max(lo * 1.2));
+    let last = metrics.iter().map(|m| m.epoch).max().unwrap_or(1) as f64;
+    let first = metrics.iter().map(|m| m.epoch).min().unwrap_or(1) as f64;
+    let x_hi = if last > first { last } else { first + 1.0 };
+    register_fonts();
+    let tmp = path.with_extension("png.tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (900, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(first..x_hi, (y_lo..y_hi).log_scale())
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("perplexity (log scale)")
+            .axis_desc_style(("sans-serif", 18))
+            .label_style(("sans-serif", 14))
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.2}"))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let blue = RGBColor(31, 119, 180);
+        let orange = RGBColor(255, 127, 14);
+        for (points, color, label) in [(&train, blue, "train"), (&val, orange, "validation")] {
+            if points.is_empty() {
+                continue;
+            }
+            let series = chart
+                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?;
+            series
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            if points.len() == 1 {
+                chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| err(&e))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 16))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
+}
