@@ -1,51 +1,52 @@
-//! GRU rows: gates r, z, n (PyTorch's order), with n = tanh(gi_n + r * (h W_hn^T + b_hn)).
+//! GRU over one batch row and a range of hidden units: gates r, z, n (PyTorch's order), with
+//! n = tanh(gi_n + r * (h W_hn^T + b_hn)) and h' = (1-z)*n + z*h.
 
-use super::real::Real;
+use super::real::{Activation, Real};
 
-/// Forward of one row. `gi`, `gh`: the input and hidden parts (3H each, biases included);
-/// writes the activations r, z, n into `act`, the hidden part of n (h W_hn^T + b_hn) into
-/// `ghn`, and h' = (1-z)*n + z*h into `h_next`.
-#[inline]
-pub(crate) fn forward_row<T: Real>(gi: &[T], gh: &[T], h_prev: &[T], act: &mut [T], ghn: &mut [T], h_next: &mut [T]) {
-    let h = h_prev.len();
-    for j in 0..h {
-        let r = (gi[j] + gh[j]).sigmoid();
-        let z = (gi[h + j] + gh[h + j]).sigmoid();
-        let n = (gi[2 * h + j] + r * gh[2 * h + j]).tanh();
-        act[j] = r;
-        act[h + j] = z;
-        act[2 * h + j] = n;
-        ghn[j] = gh[2 * h + j];
+/// Forward. `gi`, `gh`: input and hidden parts of the gates (biases included); writes the
+/// activations r, z, n, the hidden part of n (`ghn`, needed by backward) and h'.
+#[inline(always)]
+pub(crate) fn forward_row<T: Real, A: Activation<T>>(
+    gi: [&[T]; 3],
+    gh: [&[T]; 3],
+    h_prev: &[T],
+    act: [&mut [T]; 3],
+    ghn: &mut [T],
+    h_next: &mut [T],
+) {
+    let [ar, az, an] = act;
+    for j in 0..h_prev.len() {
+        let r = A::sigmoid(gi[0][j] + gh[0][j]);
+        let z = A::sigmoid(gi[1][j] + gh[1][j]);
+        let n = A::tanh(gi[2][j] + r * gh[2][j]);
+        (ar[j], az[j], an[j]) = (r, z, n);
+        ghn[j] = gh[2][j];
         h_next[j] = n + z * (h_prev[j] - n);
     }
 }
 
-/// Backward of one row. `dh`: gradient of h'. Writes the gradients of the input part `dgi`
-/// and of the hidden part `dgh` of the gates (3H each), and the direct gradient of h through
-/// h' = ... + z*h into `dh_direct`.
-#[inline]
+/// Backward. `dh`: gradient of h'. Writes the gradients of the input part (`dgi`) and of the
+/// hidden part (`dgh`) of the gates, and the direct gradient of h through z*h (`dh_direct`).
+#[inline(always)]
 pub(crate) fn backward_row<T: Real>(
     dh: &[T],
-    act: &[T],
+    act: [&[T]; 3],
     ghn: &[T],
     h_prev: &[T],
-    dgi: &mut [T],
-    dgh: &mut [T],
+    dgi: [&mut [T]; 3],
+    dgh: [&mut [T]; 3],
     dh_direct: &mut [T],
 ) {
-    let h = dh.len();
     let one = T::one();
-    for j in 0..h {
-        let (r, z, n) = (act[j], act[h + j], act[2 * h + j]);
+    let [ir, iz, inn] = dgi;
+    let [hr, hz, hn] = dgh;
+    for j in 0..dh.len() {
+        let (r, z, n) = (act[0][j], act[1][j], act[2][j]);
         let dn = dh[j] * (one - z) * (one - n * n);
         let dz = dh[j] * (h_prev[j] - n) * z * (one - z);
         let dr = dn * ghn[j] * r * (one - r);
-        dgi[j] = dr;
-        dgi[h + j] = dz;
-        dgi[2 * h + j] = dn;
-        dgh[j] = dr;
-        dgh[h + j] = dz;
-        dgh[2 * h + j] = dn * r;
+        (ir[j], iz[j], inn[j]) = (dr, dz, dn);
+        (hr[j], hz[j], hn[j]) = (dr, dz, dn * r);
         dh_direct[j] = dh[j] * z;
     }
 }

@@ -1,46 +1,53 @@
-//! LSTM rows: gates i, f, g, o (PyTorch's order), fused activation and state update, and
-//! their derivatives. Each function handles one batch row of one time step.
+//! LSTM over one batch row and a range of hidden units: gates i, f, g, o (PyTorch's order),
+//! fused activation and state update, and their derivatives. Gate q of unit j is element j
+//! of the q-th slice, so callers pass a whole row or one thread's share of the units.
 
-use super::real::Real;
+use super::real::{Activation, Real};
 
-/// Forward of one row. `pre` = gi + gh (4H, gate pre-activations); writes the activations
-/// back into `pre`, updates `c` in place (c' = f*c + i*g), and writes tanh(c') and
-/// hh = o*tanh(c') (the output before any projection).
-#[inline]
-pub(crate) fn forward_row<T: Real>(pre: &mut [T], c: &mut [T], tanh_c: &mut [T], hh: &mut [T]) {
-    let h = c.len();
-    let (i, rest) = pre.split_at_mut(h);
-    let (f, rest) = rest.split_at_mut(h);
-    let (g, o) = rest.split_at_mut(h);
-    for j in 0..h {
-        let (ij, fj, gj, oj) = (i[j].sigmoid(), f[j].sigmoid(), g[j].tanh(), o[j].sigmoid());
-        let cj = fj * c[j] + ij * gj;
-        let tc = cj.tanh();
-        (i[j], f[j], g[j], o[j]) = (ij, fj, gj, oj);
+/// Forward. `pre`: gate pre-activations (gi + gh); `act`: receives i, f, g, o; `c`: c on
+/// entry, c' = f*c + i*g on exit; writes tanh(c') and hh = o*tanh(c') (before projection).
+#[inline(always)]
+pub(crate) fn forward_row<T: Real, A: Activation<T>>(
+    pre: [&[T]; 4],
+    act: [&mut [T]; 4],
+    c: &mut [T],
+    tanh_c: &mut [T],
+    hh: &mut [T],
+) {
+    let [pi, pf, pg, po] = pre;
+    let [ai, af, ag, ao] = act;
+    for j in 0..c.len() {
+        let (i, f, g, o) = (A::sigmoid(pi[j]), A::sigmoid(pf[j]), A::tanh(pg[j]), A::sigmoid(po[j]));
+        let cj = f * c[j] + i * g;
+        let tc = A::tanh(cj);
+        (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
         c[j] = cj;
         tanh_c[j] = tc;
-        hh[j] = oj * tc;
+        hh[j] = o * tc;
     }
 }
 
-/// Backward of one row. `dhh`: gradient of hh; `dc`: gradient of c' on entry, of c on exit;
-/// `act`: the saved activations i, f, g, o; `c_prev`, `tanh_c`: the saved states.
-/// Writes the gradient of the gate pre-activations into `dpre` (4H).
-#[inline]
-pub(crate) fn backward_row<T: Real>(dhh: &[T], dc: &mut [T], act: &[T], c_prev: &[T], tanh_c: &[T], dpre: &mut [T]) {
-    let h = dc.len();
+/// Backward. `dhh`: gradient of hh; `dc`: gradient of c' on entry, of c on exit; `act`,
+/// `c_prev`, `tanh_c`: saved by forward. Writes the gradients of the pre-activations.
+#[inline(always)]
+pub(crate) fn backward_row<T: Real>(
+    dhh: &[T],
+    dc: &mut [T],
+    act: [&[T]; 4],
+    c_prev: &[T],
+    tanh_c: &[T],
+    dpre: [&mut [T]; 4],
+) {
     let one = T::one();
-    let (di, rest) = dpre.split_at_mut(h);
-    let (df, rest) = rest.split_at_mut(h);
-    let (dg, d_o) = rest.split_at_mut(h);
-    for j in 0..h {
-        let (ij, fj, gj, oj) = (act[j], act[h + j], act[2 * h + j], act[3 * h + j]);
-        let tc = tanh_c[j];
-        let dct = dc[j] + dhh[j] * oj * (one - tc * tc);
-        d_o[j] = dhh[j] * tc * oj * (one - oj);
-        di[j] = dct * gj * ij * (one - ij);
-        df[j] = dct * c_prev[j] * fj * (one - fj);
-        dg[j] = dct * ij * (one - gj * gj);
-        dc[j] = dct * fj;
+    let [ai, af, ag, ao] = act;
+    let [di, df, dg, d_o] = dpre;
+    for j in 0..dc.len() {
+        let (i, f, g, o, tc) = (ai[j], af[j], ag[j], ao[j], tanh_c[j]);
+        let dct = dc[j] + dhh[j] * o * (one - tc * tc);
+        d_o[j] = dhh[j] * tc * o * (one - o);
+        di[j] = dct * g * i * (one - i);
+        df[j] = dct * c_prev[j] * f * (one - f);
+        dg[j] = dct * i * (one - g * g);
+        dc[j] = dct * f;
     }
 }

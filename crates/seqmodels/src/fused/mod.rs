@@ -8,12 +8,17 @@
 //! packed recurrent parameters and the packed initial state, and returns the packed output,
 //! h_n and c_n; [`crate::cell::step`] is the specification these kernels are tested against.
 
+mod fast_math;
 mod gemm;
 mod gru;
 mod lstm;
+#[cfg(target_arch = "x86_64")]
+mod panel;
 mod real;
 mod rnn;
 mod sequence;
+#[cfg(target_arch = "x86_64")]
+mod threaded;
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
@@ -25,6 +30,23 @@ use crate::config::CellKind;
 use crate::error::Result;
 use real::Real;
 use sequence::{Dims, Saved, Sequence};
+
+/// Runs a forward pass: sequence, gi, params, state0, save.
+type ForwardRunner<T> = fn(&Sequence, &[T], &[T], &[T], bool) -> (Vec<T>, Option<Saved<T>>);
+/// Runs a backward pass: sequence, gradient of the result, params, saved forward values.
+type BackwardRunner<T> = fn(&Sequence, &[T], &[T], &Saved<T>) -> sequence::Grads<T>;
+
+fn generic_forward<T: Real>(s: &Sequence, g: &[T], p: &[T], h: &[T], save: bool) -> (Vec<T>, Option<Saved<T>>) {
+    s.forward(g, p, h, save)
+}
+fn generic_backward<T: Real>(s: &Sequence, d: &[T], p: &[T], saved: &Saved<T>) -> sequence::Grads<T> {
+    s.backward(d, p, saved)
+}
+
+#[cfg(target_arch = "x86_64")]
+use threaded::{backward as threaded_backward, forward as threaded_forward};
+#[cfg(not(target_arch = "x86_64"))]
+use {generic_backward as threaded_backward, generic_forward as threaded_forward};
 
 /// The custom op of one layer and direction.
 struct FusedRecurrence {
@@ -39,11 +61,30 @@ struct FusedRecurrence {
 }
 
 impl FusedRecurrence {
+    /// Whether the f32 fast path runs this op (x86-64 with AVX-512, no projection), unless
+    /// `SEQMODELS_FUSED_GENERIC` is set (used by tests to exercise the portable kernels).
+    fn threaded(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            threaded::available(&self.dims) && std::env::var_os("SEQMODELS_FUSED_GENERIC").is_none()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     fn sequence(&self) -> Sequence<'_> {
         Sequence { dims: self.dims, lengths: self.lengths.as_deref(), reverse: self.reverse, threads: self.threads }
     }
 
-    fn forward<T: Real>(&self, gi: &[T], params: &[T], state0: &[T]) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn forward<T: Real>(
+        &self,
+        gi: &[T],
+        params: &[T],
+        state0: &[T],
+        run: ForwardRunner<T>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = &self.dims;
         let expected = [
             (gi.len(), d.seq_len * d.batch * d.gates()),
@@ -53,7 +94,7 @@ impl FusedRecurrence {
         if let Some((found, want)) = expected.iter().find(|(f, w)| f != w) {
             candle_core::bail!("fused recurrence: input of {found} elements, expected {want}");
         }
-        let (result, saved) = self.sequence().forward(gi, params, state0, self.save);
+        let (result, saved) = run(&self.sequence(), gi, params, state0, self.save);
         if let Some(saved) = saved {
             *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
         }
@@ -65,6 +106,7 @@ impl FusedRecurrence {
         params: &Tensor,
         grad_res: &Tensor,
         gi_shape: &Shape,
+        run: BackwardRunner<T>,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let guard = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         let Some(saved) = guard.as_ref().and_then(|s| s.downcast_ref::<Saved<T>>()) else {
@@ -72,7 +114,7 @@ impl FusedRecurrence {
         };
         let dresult = grad_res.flatten_all()?.to_vec1::<T>()?;
         let params_v = params.flatten_all()?.to_vec1::<T>()?;
-        let grads = self.sequence().backward(&dresult, &params_v, saved);
+        let grads = run(&self.sequence(), &dresult, &params_v, saved);
         let device = grad_res.device();
         Ok((
             Some(Tensor::from_vec(grads.gi, gi_shape, device)?),
@@ -105,8 +147,13 @@ impl CustomOp3 for FusedRecurrence {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         match s1 {
-            CpuStorage::F32(_) => self.forward::<f32>(contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?),
-            CpuStorage::F64(_) => self.forward::<f64>(contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?),
+            CpuStorage::F32(_) => {
+                let run: ForwardRunner<f32> = if self.threaded() { threaded_forward } else { generic_forward };
+                self.forward::<f32>(contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?, run)
+            }
+            CpuStorage::F64(_) => {
+                self.forward::<f64>(contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?, generic_forward)
+            }
             _ => candle_core::bail!("fused recurrence: expected f32 or f64 storage"),
         }
     }
@@ -120,8 +167,11 @@ impl CustomOp3 for FusedRecurrence {
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         match gi.dtype() {
-            DType::F32 => self.backward::<f32>(params, grad_res, gi.shape()),
-            DType::F64 => self.backward::<f64>(params, grad_res, gi.shape()),
+            DType::F32 => {
+                let run: BackwardRunner<f32> = if self.threaded() { threaded_backward } else { generic_backward };
+                self.backward::<f32>(params, grad_res, gi.shape(), run)
+            }
+            DType::F64 => self.backward::<f64>(params, grad_res, gi.shape(), generic_backward),
             other => candle_core::bail!("fused recurrence: expected f32 or f64, found {other:?}"),
         }
     }

@@ -6,7 +6,7 @@
 //! `dh = dgates W_hh`; the weight gradients are single GEMMs over all time steps at the end.
 
 use super::gemm::{matmul, Stored};
-use super::real::Real;
+use super::real::{Exact, Real};
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
 
@@ -51,16 +51,47 @@ impl Dims {
 #[derive(Debug, Default)]
 pub(crate) struct Saved<T> {
     /// h before each step (T, N, H_out).
-    h_prev: Vec<T>,
+    pub h_prev: Vec<T>,
     /// LSTM/GRU: gate activations (T, N, G); RNN: h' (T, N, H).
-    act: Vec<T>,
+    pub act: Vec<T>,
     /// LSTM: c before each step and tanh(c') (T, N, H).
-    c_prev: Vec<T>,
-    tanh_c: Vec<T>,
+    pub c_prev: Vec<T>,
+    pub tanh_c: Vec<T>,
     /// GRU: h W_hn^T + b_hn (T, N, H).
-    ghn: Vec<T>,
+    pub ghn: Vec<T>,
     /// LSTM with projection: o*tanh(c') (T, N, H).
-    hh: Vec<T>,
+    pub hh: Vec<T>,
+}
+
+impl<T: Real> Saved<T> {
+    /// Zeroed buffers for a forward pass of `d`.
+    pub fn new(d: &Dims) -> Self {
+        let (tn, h, zero) = (d.seq_len * d.batch, d.hidden, T::zero());
+        let only = |kind: bool, len: usize| if kind { vec![zero; len] } else { Vec::new() };
+        Saved {
+            h_prev: vec![zero; tn * d.h_out],
+            act: vec![zero; tn * if d.kind.num_gates() == 1 { h } else { d.gates() }],
+            c_prev: only(d.kind == CellKind::Lstm, tn * h),
+            tanh_c: only(d.kind == CellKind::Lstm, tn * h),
+            ghn: only(d.kind == CellKind::Gru, tn * h),
+            hh: only(d.proj, tn * h),
+        }
+    }
+}
+
+/// The `Q` gate slices of a row that stacks Q gates of equal width.
+#[inline(always)]
+pub(crate) fn gates<const Q: usize, T>(row: &[T]) -> [&[T]; Q] {
+    let w = row.len() / Q;
+    std::array::from_fn(|q| &row[q * w..(q + 1) * w])
+}
+
+/// The `Q` gate slices of a row, mutable.
+#[inline(always)]
+pub(crate) fn gates_mut<const Q: usize, T>(row: &mut [T]) -> [&mut [T]; Q] {
+    let w = row.len() / Q;
+    let mut chunks = row.chunks_exact_mut(w);
+    std::array::from_fn(|_| chunks.next().expect("row holds Q gates"))
 }
 
 /// Gradients of the op's three inputs.
@@ -85,12 +116,13 @@ struct Params<'a, T> {
 }
 
 impl Sequence<'_> {
-    fn valid(&self, t: usize, n: usize) -> bool {
+    /// Whether row n is within its length at time t.
+    pub fn valid(&self, t: usize, n: usize) -> bool {
         self.lengths.is_none_or(|l| t < l[n])
     }
 
     /// Time indices in processing order.
-    fn order(&self) -> Vec<usize> {
+    pub fn order(&self) -> Vec<usize> {
         let t = self.dims.seq_len;
         if self.reverse {
             (0..t).rev().collect()
@@ -121,17 +153,9 @@ impl Sequence<'_> {
         let mut h_next = vec![zero; n_ * ho.max(h)];
         let mut hh = vec![zero; n_ * h];
         let mut tanh_c = vec![zero; n_ * h];
-        let mut gru_act = vec![zero; n_ * g];
         let mut ghn = vec![zero; n_ * h];
-        let tn = d.seq_len * n_;
-        let mut saved = save.then(|| Saved {
-            h_prev: vec![zero; tn * ho],
-            act: vec![zero; tn * if d.kind.num_gates() == 1 { h } else { g }],
-            c_prev: if d.kind == CellKind::Lstm { vec![zero; tn * h] } else { Vec::new() },
-            tanh_c: if d.kind == CellKind::Lstm { vec![zero; tn * h] } else { Vec::new() },
-            ghn: if d.kind == CellKind::Gru { vec![zero; tn * h] } else { Vec::new() },
-            hh: if d.proj { vec![zero; tn * h] } else { Vec::new() },
-        });
+        let mut act = vec![zero; g];
+        let mut saved = save.then(|| Saved::new(&d));
 
         for t in self.order() {
             for row in gh.chunks_exact_mut(g) {
@@ -157,12 +181,13 @@ impl Sequence<'_> {
                             s.c_prev[at..at + h].copy_from_slice(c_row);
                         }
                         let tc = &mut tanh_c[n * h..(n + 1) * h];
-                        lstm::forward_row(pre, c_row, tc, &mut hh[n * h..(n + 1) * h]);
+                        let hh_row = &mut hh[n * h..(n + 1) * h];
+                        lstm::forward_row::<T, Exact>(gates(pre), gates_mut(&mut act), c_row, tc, hh_row);
                         if let Some(s) = saved.as_mut() {
                             s.tanh_c[at..at + h].copy_from_slice(tc);
-                            s.act[(t * n_ + n) * g..(t * n_ + n + 1) * g].copy_from_slice(pre);
+                            s.act[(t * n_ + n) * g..(t * n_ + n + 1) * g].copy_from_slice(&act);
                             if d.proj {
-                                s.hh[at..at + h].copy_from_slice(&hh[n * h..(n + 1) * h]);
+                                s.hh[at..at + h].copy_from_slice(hh_row);
                             }
                         }
                     }
@@ -180,17 +205,17 @@ impl Sequence<'_> {
                 CellKind::Gru => {
                     for n in rows.clone() {
                         let (a, b) = (n * g..(n + 1) * g, n * h..(n + 1) * h);
-                        gru::forward_row(
-                            &gi_t[a.clone()],
-                            &gh[a.clone()],
+                        gru::forward_row::<T, Exact>(
+                            gates(&gi_t[a.clone()]),
+                            gates(&gh[a]),
                             &hs[b.clone()],
-                            &mut gru_act[a.clone()],
+                            gates_mut(&mut act),
                             &mut ghn[b.clone()],
                             &mut h_next[b.clone()],
                         );
                         if let Some(s) = saved.as_mut() {
                             let at = (t * n_ + n) * h;
-                            s.act[(t * n_ + n) * g..(t * n_ + n + 1) * g].copy_from_slice(&gru_act[a]);
+                            s.act[(t * n_ + n) * g..(t * n_ + n + 1) * g].copy_from_slice(&act);
                             s.ghn[at..at + h].copy_from_slice(&ghn[b.clone()]);
                         }
                         hs[b.clone()].copy_from_slice(&h_next[b]);
@@ -200,7 +225,8 @@ impl Sequence<'_> {
                     let relu = d.kind == CellKind::RnnRelu;
                     for n in rows.clone() {
                         let b = n * h..(n + 1) * h;
-                        rnn::forward_row(relu, &gi_t[b.clone()], &gh[b.clone()], &mut h_next[b.clone()]);
+                        gh[b.clone()].iter_mut().zip(&gi_t[b.clone()]).for_each(|(a, x)| *a = *a + *x);
+                        rnn::forward_row::<T, Exact>(relu, &gh[b.clone()], &mut h_next[b.clone()]);
                         if let Some(s) = saved.as_mut() {
                             let at = (t * n_ + n) * h;
                             s.act[at..at + h].copy_from_slice(&h_next[b.clone()]);
@@ -268,10 +294,10 @@ impl Sequence<'_> {
                         lstm::backward_row(
                             &dhh[b.clone()],
                             &mut dc[b],
-                            &saved.act[ga..ga + g],
+                            gates(&saved.act[ga..ga + g]),
                             &saved.c_prev[at..at + h],
                             &saved.tanh_c[at..at + h],
-                            &mut dgi[ga..ga + g],
+                            gates_mut(&mut dgi[ga..ga + g]),
                         );
                     }
                 }
@@ -280,11 +306,11 @@ impl Sequence<'_> {
                         let (b, at, ga) = (n * h..(n + 1) * h, (t * n_ + n) * h, (t * n_ + n) * g);
                         gru::backward_row(
                             &dh_tot[b.clone()],
-                            &saved.act[ga..ga + g],
+                            gates(&saved.act[ga..ga + g]),
                             &saved.ghn[at..at + h],
                             &saved.h_prev[at..at + h],
-                            &mut dgi[ga..ga + g],
-                            &mut dgh_gru[ga..ga + g],
+                            gates_mut(&mut dgi[ga..ga + g]),
+                            gates_mut(&mut dgh_gru[ga..ga + g]),
                             &mut direct[b],
                         );
                     }
@@ -304,6 +330,19 @@ impl Sequence<'_> {
         }
 
         let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
+        let dparams = self.weight_grads(dgh, &dproj, saved);
+        let mut dstate0 = dh;
+        dstate0.extend_from_slice(&dc);
+        Grads { gi: dgi, params: dparams, state0: dstate0 }
+    }
+
+    /// dW_hh, db_hh and dW_hr as single GEMMs over all time steps, from the gradients of the
+    /// hidden part of the gates `dgh` (T, N, G), of the projected outputs `dproj` (T, N, P;
+    /// empty without projection) and what forward saved; packed like the params.
+    pub fn weight_grads<T: Real>(&self, dgh: &[T], dproj: &[T], saved: &Saved<T>) -> Vec<T> {
+        let d = self.dims;
+        let (h, ho, g, tn) = (d.hidden, d.h_out, d.gates(), d.seq_len * d.batch);
+        let zero = T::zero();
         let mut dparams = vec![zero; d.params_len()];
         let (dw_hh, rest) = dparams.split_at_mut(g * ho);
         matmul((g, ho, tn), dw_hh, false, dgh, Stored::Transposed, &saved.h_prev, Stored::AsIs, self.threads);
@@ -317,10 +356,8 @@ impl Sequence<'_> {
             rest
         };
         if d.proj {
-            matmul((ho, h, tn), rest, false, &dproj, Stored::Transposed, &saved.hh, Stored::AsIs, self.threads);
+            matmul((ho, h, tn), rest, false, dproj, Stored::Transposed, &saved.hh, Stored::AsIs, self.threads);
         }
-        let mut dstate0 = dh;
-        dstate0.extend_from_slice(&dc);
-        Grads { gi: dgi, params: dparams, state0: dstate0 }
+        dparams
     }
 }

@@ -1,0 +1,85 @@
+//! Shared by the fused-kernel tests: run one layer under an implementation and compare.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+use seqmodels::init::{seeded_parameters, uniform_parameters};
+use seqmodels::{varmap_from_parameters, CellKind, Implementation, RnnBase, RnnConfig};
+
+pub fn uniform(dims: &[usize], seed: u64, dtype: DType) -> Tensor {
+    uniform_parameters(&[("t".into(), dims.to_vec())], 1.0, seed, dtype, &Device::Cpu).unwrap().remove(0).1
+}
+
+/// Output, h_n, c_n and the gradients of a weighted-sum loss w.r.t. input, h0, c0 and every
+/// parameter, under one implementation.
+pub fn run(
+    cfg: &RnnConfig,
+    imp: Implementation,
+    lengths: Option<&[usize]>,
+    with_state: bool,
+    dtype: DType,
+) -> Vec<(String, Tensor)> {
+    let (seq_len, batch) = (5, 3);
+    let params = seeded_parameters(&cfg.parameter_shapes(), cfg.hidden_size, 9, dtype, &Device::Cpu).unwrap();
+    let varmap = varmap_from_parameters(params.into_iter().collect(), "").unwrap();
+    let layer = RnnBase::new(cfg.clone(), VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu))
+        .unwrap()
+        .with_implementation(imp);
+    let x_dims = if cfg.batch_first { [batch, seq_len, cfg.input_size] } else { [seq_len, batch, cfg.input_size] };
+    let x = Var::from_tensor(&uniform(&x_dims, 1, dtype)).unwrap();
+    let stacked = cfg.num_layers * cfg.num_directions();
+    let h0 = with_state.then(|| Var::from_tensor(&uniform(&[stacked, batch, cfg.output_size()], 2, dtype)).unwrap());
+    let c0 = (with_state && cfg.kind == CellKind::Lstm)
+        .then(|| Var::from_tensor(&uniform(&[stacked, batch, cfg.hidden_size], 3, dtype)).unwrap());
+    let out = layer
+        .forward_states(
+            x.as_tensor(),
+            h0.as_ref().map(|v| v.as_tensor()),
+            c0.as_ref().map(|v| v.as_tensor()),
+            lengths,
+            false,
+        )
+        .unwrap();
+    let mut loss = ((&out.output * uniform(out.output.dims(), 4, dtype)).unwrap().sum_all().unwrap()
+        + (&out.h_n * uniform(out.h_n.dims(), 5, dtype)).unwrap().sum_all().unwrap())
+    .unwrap();
+    if let Some(c) = &out.c_n {
+        loss = (loss + (c * uniform(c.dims(), 6, dtype)).unwrap().sum_all().unwrap()).unwrap();
+    }
+    let grads = loss.backward().unwrap();
+    let mut results = vec![("output".to_string(), out.output.clone()), ("h_n".to_string(), out.h_n.clone())];
+    results.extend(out.c_n.clone().map(|c| ("c_n".to_string(), c)));
+    let mut inputs = vec![("input", Some(x)), ("h0", h0), ("c0", c0)];
+    for (name, var) in inputs.drain(..) {
+        if let Some(v) = var {
+            results.push((format!("grad.{name}"), grads.get(v.as_tensor()).expect("input gradient").clone()));
+        }
+    }
+    for (name, p) in layer.named_parameters() {
+        let g = grads.get(&p).cloned().unwrap_or_else(|| p.zeros_like().unwrap());
+        results.push((format!("grad.{name}"), g));
+    }
+    results
+}
+
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+pub fn compare(cfg: &RnnConfig, lengths: Option<&[usize]>, with_state: bool, dtype: DType, tol: f64) {
+    let composed = run(cfg, Implementation::Composed, lengths, with_state, dtype);
+    let fused = run(cfg, Implementation::Fused, lengths, with_state, dtype);
+    assert_eq!(composed.len(), fused.len());
+    for ((name, a), (name_b, b)) in composed.iter().zip(&fused) {
+        assert_eq!(name, name_b);
+        assert_eq!(a.dims(), b.dims(), "{name}");
+        let err = max_diff(a, b);
+        assert!(err <= tol, "{cfg:?} lengths={lengths:?} state={with_state}: {name} differs by {err}");
+    }
+}
