@@ -6,6 +6,10 @@
 
 use std::time::Instant;
 
+// Large per-iteration buffers: a caching allocator avoids fresh pages (and their faults) each time.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use seqmodels::{CellKind, Implementation, RnnBase, RnnConfig};

@@ -56,6 +56,8 @@ struct FusedRecurrence {
     /// Keep what backward needs (only when a gradient can flow).
     save: bool,
     threads: usize,
+    /// Whether the initial state needs a gradient.
+    state_grad: bool,
     /// `Saved<f32>` or `Saved<f64>`, written by the forward pass, read by backward.
     saved: Mutex<Option<Box<dyn Any + Send + Sync>>>,
 }
@@ -75,7 +77,13 @@ impl FusedRecurrence {
     }
 
     fn sequence(&self) -> Sequence<'_> {
-        Sequence { dims: self.dims, lengths: self.lengths.as_deref(), reverse: self.reverse, threads: self.threads }
+        Sequence {
+            dims: self.dims,
+            lengths: self.lengths.as_deref(),
+            reverse: self.reverse,
+            threads: self.threads,
+            state_grad: self.state_grad,
+        }
     }
 
     fn forward<T: Real>(
@@ -119,7 +127,10 @@ impl FusedRecurrence {
         Ok((
             Some(Tensor::from_vec(grads.gi, gi_shape, device)?),
             Some(Tensor::from_vec(grads.params, params.shape(), device)?),
-            Some(Tensor::from_vec(grads.state0, self.dims.state_len(), device)?),
+            match self.state_grad {
+                true => Some(Tensor::from_vec(grads.state0, self.dims.state_len(), device)?),
+                false => None,
+            },
         ))
     }
 }
@@ -215,6 +226,7 @@ pub(crate) fn run_direction(
         reverse,
         save: gi.track_op() || params.track_op() || state0.track_op(),
         threads: candle_core::utils::get_num_threads(),
+        state_grad: state0.track_op(),
         saved: Mutex::new(None),
     };
     let result = gi.apply_op3_arc(&params, &state0, Arc::new(Box::new(op)))?;

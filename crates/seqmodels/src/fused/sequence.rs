@@ -107,6 +107,8 @@ pub(crate) struct Sequence<'a> {
     pub lengths: Option<&'a [usize]>,
     pub reverse: bool,
     pub threads: usize,
+    /// Whether the gradient of the initial state is wanted (else backward may skip it).
+    pub state_grad: bool,
 }
 
 struct Params<'a, T> {

@@ -129,6 +129,7 @@ pub(crate) fn forward(
         (ptr(&mut s.h_prev), ptr(&mut s.act), ptr(&mut s.c_prev), ptr(&mut s.tanh_c), ptr(&mut s.ghn))
     });
     let order = seq.order();
+    let zero_start = state0[..m * h].iter().all(|v| *v == 0.0);
 
     on_threads(&ranges, |_, (u0, u1)| {
         let nu = u1 - u0;
@@ -146,8 +147,12 @@ pub(crate) fn forward(
         let mut pre = vec![0f32; q_n * nu];
         for (s, &t) in order.iter().enumerate() {
             let (prev_at, next_at) = ((s % 2) * m * h, ((s + 1) % 2) * m * h);
-            // SAFETY: AVX-512F was detected; h_prev has m rows of h values; gh has m rows of ldc.
-            unsafe { packed.product(m, hs.0.add(prev_at), h, gh.as_mut_ptr(), ldc) };
+            if s == 0 && zero_start {
+                gh.fill(0.0); // h0 = 0: the recurrent product of the first step is zero.
+            } else {
+                // SAFETY: AVX-512F was detected; h_prev has m rows of h values; gh has m rows of ldc.
+                unsafe { packed.product(m, hs.0.add(prev_at), h, gh.as_mut_ptr(), ldc) };
+            }
             for n in 0..m {
                 // SAFETY (all slices below): columns u0..u1 of row n belong to this thread.
                 let h_prev = unsafe { hs.slice(prev_at + n * h + u0, nu) };
@@ -289,7 +294,7 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
         let mut dc = if d.kind == CellKind::Lstm { mine(dc_n) } else { vec![0f32; m * nu] };
         let mut direct = vec![0f32; m * nu];
         let mut dh_tot = vec![0f32; nu];
-        for &t in order.iter().rev() {
+        for (s, &t) in order.iter().enumerate().rev() {
             for n in 0..m {
                 let (dh_row, direct_row) = (&dh[n * nu..(n + 1) * nu], &mut direct[n * nu..(n + 1) * nu]);
                 if !seq.valid(t, n) {
@@ -342,6 +347,9 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
                 }
             }
             barrier.wait();
+            if s == 0 && !seq.state_grad {
+                break; // dh of the first step is only the initial state's gradient: not wanted.
+            }
             let dgh_t = if d.kind == CellKind::Gru { dgh_s } else { dgi_s };
             // SAFETY: AVX-512F was detected; after the barrier every thread's gate gradients of
             // step t are written, and nobody writes them again.
