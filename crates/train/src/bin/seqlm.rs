@@ -24,6 +24,8 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Perplexity of a trained model on a text.
     Eval(commands::eval::EvalArgs),
+    /// Language-model training and inference throughput (tokens/s), as scripts/bench_torch.py.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => commands::train::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
     }
 }

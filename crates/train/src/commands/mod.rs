@@ -1,5 +1,6 @@
 //! The `seqlm` subcommands, one file each: argument struct (clap) plus a `run` function.
 
+pub mod bench;
 pub mod corpus;
 pub mod eval;
 pub mod forward;

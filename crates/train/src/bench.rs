@@ -1,0 +1,403 @@
+//! Training and inference throughput of the language model, in the contract shared with
+//! `scripts/bench_torch.py` (issue 3): `seqlm bench` is the command-line front end.
+//!
+//! The model is [`crate::model::LanguageModel`]: embedding (or one-hot input when `embed` is 0)
+//! -> `layers` recurrent layers of `arch` -> linear decoder, with cross-entropy against
+//! time-major labels. Parameters get PyTorch's default initialisation from a generator seeded
+//! with `seed`. Before any timing, `warmup + iters` random batches are drawn from a generator
+//! seeded with `seed`: each row is `steps + 1` uniform tokens, the inputs its first `steps` and
+//! the labels its last `steps`. The initial state is zeros in every iteration.
+//!
+//! Timed, each iteration on its own with [`std::time::Instant`]:
+//! - training: `warmup` untimed then `iters` timed iterations of forward, loss, backward and a
+//!   plain SGD step (the trainer's [`crate::optim::Optimizer`], which follows `torch.optim.SGD`);
+//!   gradients are fresh every iteration, as with `zero_grad(set_to_none=True)`;
+//! - inference: the trained parameters, detached (no autodiff graph, so the fused kernels keep
+//!   nothing for a backward pass, as under `torch.no_grad()`), `warmup` untimed then `iters` timed
+//!   forwards to the logits (no loss).
+//!
+//! Throughput is `batch * steps` tokens over the median iteration time.
+//!
+//! Threads: candle and the fused kernels use `candle_core::utils::get_num_threads()`, which is
+//! `RAYON_NUM_THREADS` when set (and positive), else the physical cores this process may run on
+//! (its CPU affinity mask), like PyTorch's default. The library does not change it; `seqlm bench
+//! --threads N` sets `RAYON_NUM_THREADS` before any work starts. The value in force is reported.
+//!
+//! ```no_run
+//! use seqmodels_train::bench::{run_bench, Arch, BenchConfig};
+//!
+//! let cfg = BenchConfig { arch: Arch::Gru, iters: 5, ..BenchConfig::default() };
+//! let report = run_bench(&cfg)?;
+//! println!("{}", serde_json::to_string(&report).unwrap());
+//! # Ok::<(), seqmodels_train::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use seqmodels::{CellKind, Implementation, RnnConfig};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::{init_parameters, InitScheme, LanguageModel, LmConfig};
+use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
+
+/// The recurrent layer of the benchmarked model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// `nn.LSTM`.
+    #[default]
+    Lstm,
+    /// `nn.GRU`.
+    Gru,
+    /// `nn.RNN` with tanh.
+    Rnn,
+}
+
+impl Arch {
+    /// `lstm`, `gru` or `rnn`, as on the command line and in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Lstm => "lstm",
+            Arch::Gru => "gru",
+            Arch::Rnn => "rnn",
+        }
+    }
+
+    /// The cell kind of the layers.
+    pub fn cell_kind(self) -> CellKind {
+        match self {
+            Arch::Lstm => CellKind::Lstm,
+            Arch::Gru => CellKind::Gru,
+            Arch::Rnn => CellKind::RnnTanh,
+        }
+    }
+}
+
+/// What to benchmark. The default is issue 3's configuration (a), the d2l character model with
+/// an embedding: LSTM, V=28, E=28, H=256, 1 layer, B=32, T=35, 20 iterations after 3 warm-up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchConfig {
+    /// The recurrent layer.
+    pub arch: Arch,
+    /// Vocabulary size V.
+    pub vocab: usize,
+    /// Embedding size E; 0 feeds one-hot vectors of size V (as d2l does).
+    pub embed: usize,
+    /// Hidden size H.
+    pub hidden: usize,
+    /// Number of recurrent layers L.
+    pub layers: usize,
+    /// Sequences per batch B.
+    pub batch: usize,
+    /// Time steps per sequence T.
+    pub steps: usize,
+    /// Timed iterations of each phase (training, then inference).
+    pub iters: usize,
+    /// Untimed iterations before each phase.
+    pub warmup: usize,
+    /// Seed of the parameters and of the random tokens.
+    pub seed: u64,
+    /// SGD learning rate.
+    pub lr: f64,
+    /// The code that runs the recurrence.
+    pub implementation: Implementation,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            arch: Arch::Lstm,
+            vocab: 28,
+            embed: 28,
+            hidden: 256,
+            layers: 1,
+            batch: 32,
+            steps: 35,
+            iters: 20,
+            warmup: 3,
+            seed: 0,
+            lr: 1.0,
+            implementation: Implementation::Auto,
+        }
+    }
+}
+
+impl BenchConfig {
+    /// Checks the ranges; errors name the option, the valid range and the value.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [("vocab", self.vocab), ("hidden", self.hidden), ("layers", self.layers), ("batch", self.batch)];
+        for (name, value) in positive.into_iter().chain([("steps", self.steps), ("iters", self.iters)]) {
+            if value == 0 {
+                return Err(Error::option(name, "an integer >= 1", value));
+            }
+        }
+        if u32::try_from(self.vocab).is_err() {
+            return Err(Error::option("vocab", "at most 2^32 (u32 token indices)", self.vocab));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::option("lr", "a positive finite number", self.lr));
+        }
+        Ok(())
+    }
+
+    /// The language model's configuration: no dropout, no tied weights, time-major layers.
+    pub fn lm_config(&self) -> LmConfig {
+        let embed = (self.embed > 0).then_some(self.embed);
+        let mut rnn = RnnConfig::new(self.arch.cell_kind(), embed.unwrap_or(self.vocab), self.hidden);
+        rnn.num_layers = self.layers;
+        LmConfig { vocab_size: self.vocab, embed, rnn, dropout: 0.0, tie_weights: false }
+    }
+
+    /// Tokens per iteration, `batch * steps`.
+    pub fn tokens_per_iter(&self) -> usize {
+        self.batch * self.steps
+    }
+}
+
+/// Nominal FLOPs per token of one forward pass: the recurrent GEMMs and the decoder,
+/// `sum_l 2*G*H*(I_l + H) + 2*H*V` with G gates (4 LSTM, 3 GRU, 1 RNN) and I_l the input size of
+/// layer l (E, or V with one-hot input, for l = 0; H above). Training counts 3x this (the
+/// backward pass as twice the forward). The same formula is in `scripts/bench_torch.py`.
+pub fn flops_per_token(cfg: &BenchConfig) -> f64 {
+    let gates = cfg.arch.cell_kind().num_gates() as f64;
+    let h = cfg.hidden as f64;
+    let first_input = if cfg.embed > 0 { cfg.embed } else { cfg.vocab } as f64;
+    let recurrent: f64 = (0..cfg.layers)
+        .map(|l| {
+            let input = if l == 0 { first_input } else { h };
+            2.0 * gates * h * (input + h)
+        })
+        .sum();
+    recurrent + 2.0 * h * cfg.vocab as f64
+}
+
+/// The result of [`run_bench`]; serialises to the JSON line of `seqlm bench --json`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// `lstm`, `gru` or `rnn`.
+    pub arch: &'static str,
+    /// The implementation asked for: `auto` (the fused kernels on the CPU), `fused` or `composed`.
+    #[serde(rename = "impl")]
+    pub implementation: &'static str,
+    /// Training tokens per second: `batch * steps` over the median training iteration.
+    pub train_tokens_per_s: f64,
+    /// Inference tokens per second: `batch * steps` over the median forward.
+    pub infer_tokens_per_s: f64,
+    /// Threads candle and the fused kernels use (`candle_core::utils::get_num_threads()`).
+    pub threads: usize,
+    /// Median training iteration (forward, loss, backward, SGD step), milliseconds.
+    pub train_ms_median: f64,
+    /// Median inference forward, milliseconds.
+    pub infer_ms_median: f64,
+    /// Nominal training GFLOP/s (3 x [`flops_per_token`] per token).
+    pub train_gflops_per_s: f64,
+    /// Nominal inference GFLOP/s ([`flops_per_token`] per token).
+    pub infer_gflops_per_s: f64,
+    /// The loss of the last training iteration (a diverging run shows here).
+    pub loss: f64,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Embedding size (0: one-hot input).
+    pub embed: usize,
+    /// Hidden size.
+    pub hidden: usize,
+    /// Recurrent layers.
+    pub layers: usize,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Time steps per sequence.
+    pub steps: usize,
+    /// Timed iterations per phase.
+    pub iters: usize,
+    /// Untimed iterations before each phase.
+    pub warmup: usize,
+    /// Seed.
+    pub seed: u64,
+    /// SGD learning rate.
+    pub lr: f64,
+}
+
+impl BenchReport {
+    /// One readable line: tokens/s, milliseconds per iteration and GFLOP/s of both phases.
+    pub fn summary(&self) -> String {
+        format!(
+            "seqlm {} ({}): train {:.0} tokens/s ({:.2} ms/iter, {:.1} GFLOP/s), infer {:.0} tokens/s \
+             ({:.2} ms/iter, {:.1} GFLOP/s), {} threads, loss {:.4}",
+            self.arch,
+            self.implementation,
+            self.train_tokens_per_s,
+            self.train_ms_median,
+            self.train_gflops_per_s,
+            self.infer_tokens_per_s,
+            self.infer_ms_median,
+            self.infer_gflops_per_s,
+            self.threads,
+            self.loss
+        )
+    }
+}
+
+/// `auto`, `fused` or `composed`.
+pub fn implementation_name(implementation: Implementation) -> &'static str {
+    match implementation {
+        Implementation::Auto => "auto",
+        Implementation::Fused => "fused",
+        Implementation::Composed => "composed",
+    }
+}
+
+/// Builds the model, draws the tokens, times training then inference (see the module docs).
+pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
+    cfg.validate()?;
+    let device = Device::Cpu;
+    let lm = cfg.lm_config();
+    let params = init_parameters(&lm, InitScheme::Pytorch, cfg.seed, DType::F32, &device)?;
+    let (model, varmap) = LanguageModel::from_parameters(lm.clone(), params.into_iter().collect())?;
+    let model = with_implementation(model, cfg.implementation)?;
+    let mut named: Vec<(String, Var)> = varmap.data().lock().expect("VarMap lock").clone().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut optimizer = Optimizer::new(named, OptimConfig::new(OptimizerKind::Sgd))?;
+    let batches = random_batches(cfg, &device)?;
+
+    let mut train_s = Vec::with_capacity(cfg.iters);
+    let mut last_loss = None;
+    for (i, (inputs, labels)) in batches.iter().enumerate() {
+        let start = Instant::now();
+        let (logits, _) = model.forward(inputs, None, true)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, labels)?;
+        let grads = loss.backward()?;
+        optimizer.step(&grads, cfg.lr)?;
+        let elapsed = start.elapsed().as_secs_f64();
+        if i >= cfg.warmup {
+            train_s.push(elapsed);
+        }
+        last_loss = Some(loss);
+    }
+    let loss = match last_loss {
+        Some(l) => l.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+        None => f64::NAN,
+    };
+
+    // The trained parameters as plain tensors: no variable, so no autodiff graph.
+    let detached: HashMap<String, Tensor> =
+        model.named_parameters().into_iter().map(|(n, t)| (n, t.detach())).collect();
+    let inference = LanguageModel::new(lm, VarBuilder::from_tensors(detached, DType::F32, &device))?;
+    let inference = with_implementation(inference, cfg.implementation)?;
+    let mut infer_s = Vec::with_capacity(cfg.iters);
+    for (i, (inputs, _)) in batches.iter().enumerate() {
+        let start = Instant::now();
+        let (logits, _) = inference.forward(inputs, None, false)?;
+        drop(logits);
+        let elapsed = start.elapsed().as_secs_f64();
+        if i >= cfg.warmup {
+            infer_s.push(elapsed);
+        }
+    }
+
+    let tokens = cfg.tokens_per_iter() as f64;
+    let fpt = flops_per_token(cfg);
+    let (train_med, infer_med) = (median(&mut train_s), median(&mut infer_s));
+    Ok(BenchReport {
+        arch: cfg.arch.as_str(),
+        implementation: implementation_name(cfg.implementation),
+        train_tokens_per_s: tokens / train_med,
+        infer_tokens_per_s: tokens / infer_med,
+        threads: candle_core::utils::get_num_threads(),
+        train_ms_median: train_med * 1e3,
+        infer_ms_median: infer_med * 1e3,
+        train_gflops_per_s: 3.0 * fpt * tokens / train_med / 1e9,
+        infer_gflops_per_s: fpt * tokens / infer_med / 1e9,
+        loss,
+        vocab: cfg.vocab,
+        embed: cfg.embed,
+        hidden: cfg.hidden,
+        layers: cfg.layers,
+        batch: cfg.batch,
+        steps: cfg.steps,
+        iters: cfg.iters,
+        warmup: cfg.warmup,
+        seed: cfg.seed,
+        lr: cfg.lr,
+    })
+}
+
+/// Chooses the recurrence's implementation in `model`.
+///
+/// The benchmark always runs f32 on the CPU, where `Auto` is the fused path, so `Fused` is
+/// served as `Auto`. `Composed` needs the language model to pass the choice on to its
+/// recurrent layers, which it cannot do yet: that is an error naming the limitation.
+fn with_implementation(model: LanguageModel, implementation: Implementation) -> Result<LanguageModel> {
+    match implementation {
+        Implementation::Auto | Implementation::Fused => Ok(model),
+        Implementation::Composed => Err(Error::option(
+            "impl",
+            "auto or fused (the language model cannot switch its recurrent layers to the composed path yet)",
+            "composed",
+        )),
+    }
+}
+
+/// `warmup + iters` batches: inputs (B, T) and time-major labels (T*B,), from rows of T+1
+/// uniform tokens.
+fn random_batches(cfg: &BenchConfig, device: &Device) -> Result<Vec<(Tensor, Tensor)>> {
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let (b, t) = (cfg.batch, cfg.steps);
+    let vocab = cfg.vocab as u32;
+    (0..cfg.warmup + cfg.iters)
+        .map(|_| {
+            let rows: Vec<u32> = (0..b * (t + 1)).map(|_| rng.random_range(0..vocab)).collect();
+            let inputs: Vec<u32> = (0..b).flat_map(|n| rows[n * (t + 1)..n * (t + 1) + t].to_vec()).collect();
+            let labels: Vec<u32> =
+                (0..t).flat_map(|s| (0..b).map(move |n| (s, n))).map(|(s, n)| rows[n * (t + 1) + s + 1]).collect();
+            Ok((Tensor::from_vec(inputs, (b, t), device)?, Tensor::from_vec(labels, t * b, device)?))
+        })
+        .collect()
+}
+
+/// The median of non-empty `samples` (mean of the middle two for an even count).
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_shifted_and_time_major() {
+        let cfg = BenchConfig { vocab: 7, batch: 3, steps: 4, iters: 1, warmup: 1, ..BenchConfig::default() };
+        let batches = random_batches(&cfg, &Device::Cpu).unwrap();
+        assert_eq!(batches.len(), 2);
+        for (inputs, labels) in &batches {
+            let x = inputs.to_vec2::<u32>().unwrap();
+            let y = labels.to_vec1::<u32>().unwrap();
+            for n in 0..3 {
+                for s in 0..3 {
+                    // label at step s is the input at step s + 1
+                    assert_eq!(y[s * 3 + n], x[n][s + 1]);
+                }
+            }
+            assert!(x.iter().flatten().chain(&y).all(|&v| v < 7));
+        }
+    }
+
+    #[test]
+    fn median_and_flops() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        // LSTM V=28 E=28 H=256: 2*4*256*(28+256) + 2*256*28
+        assert_eq!(flops_per_token(&BenchConfig::default()), 595_968.0);
+        let bad = BenchConfig { iters: 0, ..BenchConfig::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("iters"));
+    }
+}

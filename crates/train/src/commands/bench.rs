@@ -1,0 +1,133 @@
+//! `seqlm bench`: training and inference throughput of the language model, in the contract
+//! shared with `scripts/bench_torch.py` (see [`crate::bench`]).
+
+use anyhow::Context;
+use seqmodels::Implementation;
+
+use crate::bench::{run_bench, Arch, BenchConfig};
+
+/// The recurrence's implementation, as chosen on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImplArg {
+    /// The fused kernels where they run (on the CPU, always here), else the composed path.
+    #[default]
+    Auto,
+    /// The fused whole-sequence kernels (an error where they cannot run).
+    Fused,
+    /// Candle ops per time step, differentiated by autodiff (the readable specification); not yet
+    /// available here: the language model does not pass the choice on to its layers yet.
+    Composed,
+}
+
+impl From<ImplArg> for Implementation {
+    fn from(a: ImplArg) -> Self {
+        match a {
+            ImplArg::Auto => Implementation::Auto,
+            ImplArg::Fused => Implementation::Fused,
+            ImplArg::Composed => Implementation::Composed,
+        }
+    }
+}
+
+/// What `seqlm bench --help` prints after the options.
+const AFTER_HELP: &str = "\
+Model: embedding (V, E) -> L recurrent layers (hidden H) -> linear decoder (H -> V) -> cross-entropy, \
+f32 on the CPU, PyTorch's default initialisation seeded with --seed, zero initial state.
+Tokens: warmup + iters random batches drawn before timing (rows of T+1 uniform tokens; inputs the \
+first T, labels the last T).
+Training: --warmup untimed, then --iters timed iterations of forward, loss, backward and SGD step \
+(fresh gradients every iteration, as zero_grad(set_to_none=True)).
+Inference: the trained parameters without autodiff graph (as torch.no_grad()), --warmup untimed, \
+then --iters timed forwards to the logits.
+Tokens/s = batch * steps / median iteration time. GFLOP/s are nominal: per token \
+sum_l 2*G*H*(I_l + H) + 2*H*V (G = 4 LSTM, 3 GRU, 1 RNN; I_0 = E, or V when E = 0; I_l = H above), \
+training counted 3x.
+scripts/bench_torch.py takes the same options for PyTorch; scripts/bench_compare.sh runs both.";
+
+/// Arguments of `seqlm bench` (the model and the timing are described in [`crate::bench`]).
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = AFTER_HELP)]
+pub struct BenchArgs {
+    /// Recurrent layer (rnn: tanh).
+    #[arg(long, value_enum, default_value_t = Arch::Lstm)]
+    pub arch: Arch,
+    /// Vocabulary size V.
+    #[arg(long, default_value_t = 28)]
+    pub vocab: usize,
+    /// Embedding size E; 0 feeds one-hot vectors of size V instead (as d2l does).
+    #[arg(long, default_value_t = 28)]
+    pub embed: usize,
+    /// Hidden size H.
+    #[arg(long, default_value_t = 256)]
+    pub hidden: usize,
+    /// Number of recurrent layers L.
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// Sequences per batch B.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Time steps per sequence T (tokens per iteration: B * T).
+    #[arg(long, default_value_t = 35)]
+    pub steps: usize,
+    /// Timed iterations of each phase (training, then inference); the median is reported.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Untimed warm-up iterations before each phase.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Seed of the parameters and of the random tokens.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// SGD learning rate (as torch.optim.SGD; no momentum, no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub lr: f64,
+    /// Implementation of the recurrence: auto (the fused kernels on the CPU), fused or composed.
+    #[arg(long = "impl", value_enum, default_value_t = ImplArg::Auto)]
+    pub implementation: ImplArg,
+    /// Worker threads: sets RAYON_NUM_THREADS, which candle and the fused kernels read.
+    /// Default: RAYON_NUM_THREADS if set, else the physical cores this process may use (as PyTorch).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON line ({"arch", "impl", "train_tokens_per_s", "infer_tokens_per_s", "threads",
+    /// "train_ms_median", "infer_ms_median", "train_gflops_per_s", "infer_gflops_per_s", "loss",
+    /// and the configuration}) instead of a readable line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// The library configuration these arguments describe.
+    pub fn config(&self) -> BenchConfig {
+        BenchConfig {
+            arch: self.arch,
+            vocab: self.vocab,
+            embed: self.embed,
+            hidden: self.hidden,
+            layers: self.layers,
+            batch: self.batch,
+            steps: self.steps,
+            iters: self.iters,
+            warmup: self.warmup,
+            seed: self.seed,
+            lr: self.lr,
+            implementation: self.implementation.into(),
+        }
+    }
+}
+
+/// Runs `seqlm bench`. Call it before any other candle work when `--threads` is given: the
+/// thread pool reads RAYON_NUM_THREADS once, when it starts.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.threads {
+        anyhow::ensure!(n >= 1, "invalid threads: expected an integer >= 1, found {n}");
+        // The process is still single-threaded here: no candle or rayon work has run yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let report = run_bench(&args.config()).context("seqlm bench")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(())
+}

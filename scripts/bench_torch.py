@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""PyTorch side of the language-model benchmark: the same contract as `seqlm bench`.
+
+    python scripts/bench_torch.py --arch lstm|gru|rnn --vocab V --embed E --hidden H --layers L \
+        --batch B --steps T --iters N [--warmup 3] [--seed 0] [--lr 1.0] [--threads N] [--json]
+
+Model (identical to seqmodels_train::model::LanguageModel): nn.Embedding(V, E) -> nn.LSTM / nn.GRU /
+nn.RNN(tanh) (L layers, hidden H, time-major input (T, B, E)) -> nn.Linear(H, V) on the (T*B, H) outputs
+-> nn.CrossEntropyLoss against the (T*B,) time-major labels.  `--embed 0` feeds one-hot vectors of
+size V instead of an embedding (as d2l does).  Parameters keep PyTorch's default initialisation
+(seeded with --seed); the initial state is zeros in every iteration.
+
+Tokens: `warmup + iters` random batches, drawn before timing from a generator seeded with --seed:
+each row is T+1 uniform tokens, inputs its first T and labels its last T.
+
+Timed:
+  * training: `--warmup` untimed iterations, then `--iters` timed ones, each
+    zero_grad(set_to_none=True), forward, loss, backward, torch.optim.SGD(lr).step();
+  * inference: model.eval() under torch.no_grad(), `--warmup` untimed then `--iters` timed forwards
+    to the logits (no loss).
+Each iteration is timed on its own with time.perf_counter(); the figures use the median:
+tokens/s = batch * steps / median seconds.
+
+Threads: PyTorch's default (intra-op threads = physical cores; honours OMP_NUM_THREADS /
+MKL_NUM_THREADS), or torch.set_num_threads(--threads).  The value used is reported as "threads".
+
+Output: one JSON line with --json, else a readable line.  Fields:
+  arch, impl ("torch"), train_tokens_per_s, infer_tokens_per_s, threads, train_ms_median,
+  infer_ms_median, train_gflops_per_s, infer_gflops_per_s (nominal: see flops_per_token),
+  loss (the last training loss, to spot a diverging run), config echo (vocab, embed, hidden, layers,
+  batch, steps, iters, warmup, seed, lr), torch (version), blas (the BLAS torch was built with).
+"""
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, found {value}")
+    return value
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="PyTorch language-model training and inference throughput (same contract as `seqlm bench`).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--arch", choices=["lstm", "gru", "rnn"], default="lstm", help="recurrent layer (rnn: tanh)")
+    p.add_argument("--vocab", type=positive_int, default=28, help="vocabulary size V")
+    p.add_argument("--embed", type=non_negative_int, default=28, help="embedding size E (0: one-hot input of size V)")
+    p.add_argument("--hidden", type=positive_int, default=256, help="hidden size H")
+    p.add_argument("--layers", type=positive_int, default=1, help="number of recurrent layers L")
+    p.add_argument("--batch", type=positive_int, default=32, help="sequences per batch B")
+    p.add_argument("--steps", type=positive_int, default=35, help="time steps per sequence T")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed iterations (training, then inference)")
+    p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed iterations before each timed phase")
+    p.add_argument("--seed", type=int, default=0, help="seed of the parameters and the random tokens")
+    p.add_argument("--lr", type=float, default=1.0, help="SGD learning rate")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch.set_num_threads(N); default: PyTorch's own choice (physical cores)")
+    p.add_argument("--impl", choices=["auto", "fused", "composed"], default="auto",
+                   help="accepted for the shared command line; ignored (PyTorch picks its own kernels)")
+    p.add_argument("--json", action="store_true", help="print one JSON line instead of a readable line")
+    return p.parse_args(argv)
+
+
+class LanguageModel(nn.Module):
+    """Embedding (or one-hot) -> recurrent layers -> linear decoder, time-major logits (T*B, V)."""
+
+    def __init__(self, arch, vocab, embed, hidden, layers):
+        super().__init__()
+        self.vocab = vocab
+        self.embedding = nn.Embedding(vocab, embed) if embed > 0 else None
+        layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[arch]
+        self.rnn = layer(embed if embed > 0 else vocab, hidden, num_layers=layers)
+        self.decoder = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens):  # tokens: (B, T) int64
+        time_major = tokens.t()
+        if self.embedding is not None:
+            x = self.embedding(time_major)
+        else:
+            x = nn.functional.one_hot(time_major, self.vocab).float()
+        y, _ = self.rnn(x)
+        return self.decoder(y.reshape(-1, y.shape[-1]))
+
+
+def flops_per_token(arch, vocab, embed, hidden, layers):
+    """Nominal multiply-add FLOPs per token of one forward pass: the recurrent GEMMs and the decoder.
+
+    Gates G = 4 (LSTM), 3 (GRU), 1 (RNN); layer l has input size E (l = 0; V with one-hot input) or H.
+    forward = sum_l 2*G*H*(I_l + H) + 2*H*V; training is counted as 3x forward (backward: 2x).
+    Must match `flops_per_token` in crates/train/src/bench.rs.
+    """
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[arch]
+    total = 0
+    for layer in range(layers):
+        inp = (embed if embed > 0 else vocab) if layer == 0 else hidden
+        total += 2 * gates * hidden * (inp + hidden)
+    return total + 2 * hidden * vocab
+
+
+def median_ms(samples):
+    return statistics.median(samples) * 1e3
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = LanguageModel(args.arch, args.vocab, args.embed, args.hidden, args.layers)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+
+    gen = torch.Generator().manual_seed(args.seed)
+    batches = []
+    for _ in range(args.warmup + args.iters):
+        seq = torch.randint(0, args.vocab, (args.batch, args.steps + 1), generator=gen)
+        inputs = seq[:, :-1].contiguous()
+        labels = seq[:, 1:].t().reshape(-1).contiguous()  # time-major, as the logits
+        batches.append((inputs, labels))
+
+    def train_step(inputs, labels):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(inputs), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    model.train()
+    loss = None
+    train_s = []
+    for i, (inputs, labels) in enumerate(batches):
+        start = time.perf_counter()
+        loss = train_step(inputs, labels)
+        elapsed = time.perf_counter() - start
+        if i >= args.warmup:
+            train_s.append(elapsed)
+    final_loss = float(loss.item())
+
+    model.eval()
+    infer_s = []
+    with torch.no_grad():
+        for i, (inputs, _) in enumerate(batches):
+            start = time.perf_counter()
+            model(inputs)
+            elapsed = time.perf_counter() - start
+            if i >= args.warmup:
+                infer_s.append(elapsed)
+
+    tokens = args.batch * args.steps
+    fpt = flops_per_token(args.arch, args.vocab, args.embed, args.hidden, args.layers)
+    train_med = statistics.median(train_s)
+    infer_med = statistics.median(infer_s)
+    report = {
+        "arch": args.arch,
+        "impl": "torch",
+        "train_tokens_per_s": tokens / train_med,
+        "infer_tokens_per_s": tokens / infer_med,
+        "threads": torch.get_num_threads(),
+        "train_ms_median": train_med * 1e3,
+        "infer_ms_median": infer_med * 1e3,
+        "train_gflops_per_s": 3 * fpt * tokens / train_med / 1e9,
+        "infer_gflops_per_s": fpt * tokens / infer_med / 1e9,
+        "loss": final_loss,
+        "vocab": args.vocab,
+        "embed": args.embed,
+        "hidden": args.hidden,
+        "layers": args.layers,
+        "batch": args.batch,
+        "steps": args.steps,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "seed": args.seed,
+        "lr": args.lr,
+        "torch": torch.__version__,
+        "blas": blas_name(),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"torch {args.arch}: train {report['train_tokens_per_s']:.0f} tokens/s "
+            f"({report['train_ms_median']:.2f} ms/iter, {report['train_gflops_per_s']:.1f} GFLOP/s), "
+            f"infer {report['infer_tokens_per_s']:.0f} tokens/s "
+            f"({report['infer_ms_median']:.2f} ms/iter, {report['infer_gflops_per_s']:.1f} GFLOP/s), "
+            f"{report['threads']} threads, loss {final_loss:.4f}"
+        )
+
+
+def blas_name():
+    """The BLAS PyTorch was built with, from torch.__config__.show() (e.g. "mkl")."""
+    found = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+    return found.group(1) if found else "unknown"
+
+if __name__ == "__main__":
+    main()
