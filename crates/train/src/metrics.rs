@@ -99,10 +99,15 @@ pub fn plot_perplexity(path: &Path, title: &str, metrics: &[EpochMetrics]) -> Re
     if !lo.is_finite() {
         return Err(err(&"no finite perplexity to plot"));
     }
-    let (y_lo, y_hi) = ((lo * 0.9).max(0.5), (hi * 1.1).max(lo * 1.2));
-    let last = metrics.iter().map(|m| m.epoch).max().unwrap_or(1) as f64;
-    let first = metrics.iter().map(|m| m.epoch).min().unwrap_or(1) as f64;
-    let x_hi = if last > first { last } else { first + 1.0 };
+    // Log scale drawn as ln(perplexity) on a linear axis, labelled with perplexities: plotters'
+    // own log axis puts no label on a range narrower than a power of ten.
+    let (y_lo, y_hi) = ((lo * 0.95).max(1e-3).ln(), (hi * 1.05).ln());
+    let (y_lo, y_hi) = if y_hi - y_lo < 1e-3 { (y_lo - 0.05, y_hi + 0.05) } else { (y_lo, y_hi) };
+    let first = metrics.iter().map(|m| m.epoch).min().unwrap_or(1) as u32;
+    let last = metrics.iter().map(|m| m.epoch).max().unwrap_or(1) as u32;
+    let x_hi = last.max(first + 1);
+    let train: Vec<(u32, f64)> = train.iter().map(|&(e, v)| (e as u32, v.ln())).collect();
+    let val: Vec<(u32, f64)> = val.iter().map(|&(e, v)| (e as u32, v.ln())).collect();
     register_fonts();
     let tmp = path.with_extension("png.tmp.png");
     {
@@ -113,7 +118,7 @@ pub fn plot_perplexity(path: &Path, title: &str, metrics: &[EpochMetrics]) -> Re
             .margin(20)
             .x_label_area_size(50)
             .y_label_area_size(70)
-            .build_cartesian_2d(first..x_hi, (y_lo..y_hi).log_scale())
+            .build_cartesian_2d(first..x_hi, y_lo..y_hi)
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
@@ -121,8 +126,19 @@ pub fn plot_perplexity(path: &Path, title: &str, metrics: &[EpochMetrics]) -> Re
             .y_desc("perplexity (log scale)")
             .axis_desc_style(("sans-serif", 18))
             .label_style(("sans-serif", 14))
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| format!("{v:.2}"))
+            .x_labels(((x_hi - first + 1) as usize).min(12))
+            .y_labels(10)
+            .x_label_formatter(&|v| format!("{v}"))
+            .y_label_formatter(&|v| {
+                let p = v.exp();
+                if p >= 100.0 {
+                    format!("{p:.0}")
+                } else if p >= 10.0 {
+                    format!("{p:.1}")
+                } else {
+                    format!("{p:.2}")
+                }
+            })
             .draw()
             .map_err(|e| err(&e))?;
         let blue = RGBColor(31, 119, 180);

@@ -515,6 +515,17 @@ impl Trainer {
         if num_batches == 0 || self.progress.tokens == 0 {
             return Err(Error::option("batch/steps", "a corpus that fills at least one minibatch", "no minibatch"));
         }
+        // An update can overflow even when its loss and gradient were finite (a huge learning
+        // rate): never let such weights reach a checkpoint.
+        if let Some(bad) = self.first_non_finite_parameter()? {
+            return Err(Error::NonFinite {
+                what: "a parameter",
+                value: bad,
+                step: self.progress.step,
+                epoch,
+                batch: self.progress.batch,
+            });
+        }
         let val = self.validate()?;
         let p = &self.progress;
         let train_loss = p.loss_sum / p.tokens as f64;
@@ -535,6 +546,20 @@ impl Trainer {
         self.progress = Progress { epoch, batch: 0, step: self.progress.step, loss_sum: 0.0, tokens: 0, seconds: 0.0 };
         self.carry = None;
         Ok(EpochEnd::Finished(metrics))
+    }
+
+    /// A NaN or infinite value among the parameters, if there is one.
+    fn first_non_finite_parameter(&self) -> Result<Option<f64>> {
+        for (_, v) in self.optimizer.params() {
+            // x - x is 0 for every finite x and NaN for NaN and infinities.
+            let t = v.as_tensor();
+            let probe = (t - t)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !probe.is_finite() {
+                let max = t.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                return Ok(Some(if max.is_infinite() { max } else { f64::NAN }));
+            }
+        }
+        Ok(None)
     }
 
     /// `trainer.json` contents and the tensors of a checkpoint; `extra` is stored as is.

@@ -302,9 +302,17 @@ pub fn parse_device(s: &str) -> anyhow::Result<Device> {
         .with_context(|| format!("cannot use --device {s}: this seqlm was built without CUDA, or there is no such GPU"))
 }
 
-/// Reads the text of a corpus name or file.
+/// Reads the text of a corpus name or file (named corpora: `$SEQMODELS_DATA`, else
+/// `../shared/data` when it exists, else the cache or a download).
 pub fn read_corpus(spec: &str) -> anyhow::Result<String> {
-    let locator = CorpusLocator::from_env();
+    let mut locator = CorpusLocator::from_env();
+    if locator.data_dir.is_none() {
+        // As the README says: without SEQMODELS_DATA, the shared corpora beside the repository.
+        let beside = Path::new("../shared/data");
+        if beside.is_dir() {
+            locator.data_dir = Some(beside.to_path_buf());
+        }
+    }
     locator.read(spec).with_context(|| format!("reading corpus {spec:?}"))
 }
 
@@ -574,6 +582,15 @@ fn fmt_rate(r: f64) -> String {
     }
 }
 
+/// A learning rate or other number, short: `1`, `0.25`, `1e-5`, `1e35`.
+fn fmt_num(x: f64) -> String {
+    if x != 0.0 && !(1e-3..1e5).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
 fn fmt_duration(s: f64) -> String {
     if s >= 3600.0 {
         format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
@@ -591,7 +608,7 @@ fn epoch_line(m: &EpochMetrics, epochs: usize) -> String {
         "epoch {:>width$}/{epochs}  train ppl {:8.3}{val}  lr {}  {} tok/s  {:.1}s",
         m.epoch,
         m.train_ppl,
-        m.lr,
+        fmt_num(m.lr),
         fmt_rate(m.tokens_per_s),
         m.seconds
     )
@@ -729,8 +746,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         mc.embed.map_or("one-hot".to_string(), |e| format!("embedding {e}")),
         mc.num_parameters(),
         tc.optimizer.kind.as_str(),
-        trainer.lr(),
-        tc.clip,
+        fmt_num(trainer.lr()),
+        fmt_num(tc.clip),
         tc.batch_size,
         tc.num_steps,
         tc.sampling,
