@@ -117,3 +117,27 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// `perf stat -e task-clock cargo test --release -p seqmodels --lib panel::speed -- --ignored`:
+    /// 4000 products of (32 x 256) by (256 x 1024): 67 GFLOP in total.
+    #[test]
+    #[ignore]
+    fn recurrent_product_speed() {
+        let (m, k, n) = (32, 256, 1024);
+        let a = vec![0.5f32; m * k];
+        let packed = Packed::new(k, n, |kk, col| ((kk + col) % 7) as f32);
+        let ldc = packed.padded_cols();
+        let mut c = vec![0f32; m * ldc];
+        let start = std::time::Instant::now();
+        for _ in 0..4000 {
+            unsafe { packed.product(m, a.as_ptr(), k, c.as_mut_ptr(), ldc) };
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("{:.1} GFLOP/s wall", 4000.0 * 2.0 * (m * k * n) as f64 / secs / 1e9);
+        assert!(c[0] > 0.0);
+    }
+}

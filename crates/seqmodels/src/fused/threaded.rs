@@ -93,15 +93,22 @@ fn unit_ranges(hidden: usize, threads: usize) -> Vec<(usize, usize)> {
     (0..parts).map(|k| (k * hidden / parts, (k + 1) * hidden / parts)).collect()
 }
 
-/// Runs `work(thread, units)` on every unit range, the first on this thread.
+/// Runs `work(thread, units)` on every unit range, on candle's persistent CPU thread pool
+/// (the calling thread takes part), so that no extra threads compete for the cores.
 fn on_threads(ranges: &[(usize, usize)], work: impl Fn(usize, (usize, usize)) + Sync) {
-    std::thread::scope(|scope| {
-        for (k, &range) in ranges.iter().enumerate().skip(1) {
-            let work = &work;
-            scope.spawn(move || work(k, range));
+    if ranges.len() == 1 {
+        return work(0, ranges[0]);
+    }
+    candle_core::utils::barrier_pool().execute(|tid| {
+        if let Some(&range) = ranges.get(tid) {
+            work(tid, range);
         }
-        work(0, ranges[0]);
     });
+}
+
+/// Threads available: candle's pool workers plus the calling thread.
+pub(crate) fn pool_threads() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
 }
 
 /// Forward pass; the same results and saved values as [`Sequence::forward`].
@@ -121,7 +128,7 @@ pub(crate) fn forward(
     let mut hbuf = vec![0f32; 2 * m * h];
     hbuf[..m * h].copy_from_slice(&state0[..m * h]);
     let c0 = &state0[m * h..];
-    let ranges = unit_ranges(h, seq.threads);
+    let ranges = unit_ranges(h, seq.threads.min(pool_threads()));
     let barrier = SpinBarrier::new(ranges.len());
     let (out, hs) = (Shared::of(&mut result), Shared::of(&mut hbuf));
     let s_ptrs = saved.as_mut().map(|s| {
@@ -164,14 +171,11 @@ pub(crate) fn forward(
                 let row = (t * m + n) * g;
                 for q in 0..q_n {
                     let hidden_part = &gh[n * ldc + q * nu..n * ldc + (q + 1) * nu];
-                    let input_part = &gi[row + q * h + u0..row + q * h + u1];
+                    // GRU keeps the hidden part of n apart: n = tanh(gi_n + r * gh_n).
+                    let input_part = (d.kind != CellKind::Gru).then(|| &gi[row + q * h + u0..row + q * h + u1]);
                     let bias = b_hh.map(|b| &b[q * h + u0..q * h + u1]);
-                    for j in 0..nu {
-                        let b = bias.map_or(0.0, |b| b[j]);
-                        // GRU keeps the hidden part of n apart: n = tanh(gi_n + r * gh_n).
-                        let gi_part = if d.kind == CellKind::Gru { 0.0 } else { input_part[j] };
-                        pre[q * nu + j] = hidden_part[j] + b + gi_part;
-                    }
+                    // SAFETY: AVX-512F was detected.
+                    unsafe { sum_into(&mut pre[q * nu..(q + 1) * nu], hidden_part, input_part, bias) };
                 }
                 let c_row = &mut c[n * nu..(n + 1) * nu];
                 let at = (t * m + n) * h + u0;
@@ -228,6 +232,18 @@ pub(crate) fn forward(
     (result, saved)
 }
 
+/// dst = a [+ b] [+ c], vectorised.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_into(dst: &mut [f32], a: &[f32], b: Option<&[f32]>, c: Option<&[f32]>) {
+    dst.copy_from_slice(a);
+    for addend in [b, c].into_iter().flatten() {
+        dst.iter_mut().zip(addend).for_each(|(d, x)| *d += *x);
+    }
+}
+
 /// The fused gate pass of one row over my units, vectorised with AVX-512.
 ///
 /// # Safety
@@ -277,7 +293,7 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
     let mut dgi = vec![0f32; tn * g];
     let mut dgh_gru = if d.kind == CellKind::Gru { vec![0f32; tn * g] } else { Vec::new() };
     let mut dstate0 = vec![0f32; d.state_len()];
-    let ranges = unit_ranges(h, seq.threads);
+    let ranges = unit_ranges(h, seq.threads.min(pool_threads()));
     let barrier = SpinBarrier::new(ranges.len());
     let (dgi_s, dgh_s, ds0) = (Shared::of(&mut dgi), Shared::of(&mut dgh_gru), Shared::of(&mut dstate0));
     let order = seq.order();
