@@ -4,7 +4,7 @@ use candle_core::WithDType;
 use num_traits::Float;
 
 /// f32 or f64: candle's storage access plus float arithmetic, in one bound.
-pub(crate) trait Real: Float + WithDType + Default + Send + Sync + 'static {}
+pub(crate) trait Real: Float + std::ops::AddAssign + WithDType + Default + Send + Sync + 'static {}
 
 impl Real for f32 {}
 impl Real for f64 {}

@@ -176,7 +176,7 @@ impl Sequence<'_> {
                 CellKind::Lstm => {
                     for n in rows.clone() {
                         let pre = &mut gh[n * g..(n + 1) * g];
-                        pre.iter_mut().zip(&gi_t[n * g..(n + 1) * g]).for_each(|(a, b)| *a = *a + *b);
+                        pre.iter_mut().zip(&gi_t[n * g..(n + 1) * g]).for_each(|(a, b)| *a += *b);
                         let c_row = &mut c[n * h..(n + 1) * h];
                         let at = (t * n_ + n) * h;
                         if let Some(s) = saved.as_mut() {
@@ -227,7 +227,7 @@ impl Sequence<'_> {
                     let relu = d.kind == CellKind::RnnRelu;
                     for n in rows.clone() {
                         let b = n * h..(n + 1) * h;
-                        gh[b.clone()].iter_mut().zip(&gi_t[b.clone()]).for_each(|(a, x)| *a = *a + *x);
+                        gh[b.clone()].iter_mut().zip(&gi_t[b.clone()]).for_each(|(a, x)| *a += *x);
                         rnn::forward_row::<T, Exact>(relu, &gh[b.clone()], &mut h_next[b.clone()]);
                         if let Some(s) = saved.as_mut() {
                             let at = (t * n_ + n) * h;
@@ -351,7 +351,7 @@ impl Sequence<'_> {
         let rest = if d.bias {
             let (db, rest) = rest.split_at_mut(g);
             for row in dgh.chunks_exact(g) {
-                db.iter_mut().zip(row).for_each(|(a, b)| *a = *a + *b);
+                db.iter_mut().zip(row).for_each(|(a, b)| *a += *b);
             }
             rest
         } else {
