@@ -159,7 +159,7 @@ pub fn plot_perplexity(path: &Path, title: &str, metrics: &[EpochMetrics]) -> Re
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::UpperMiddle)
             .label_font(("sans-serif", 16))
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK)
