@@ -551,9 +551,9 @@ impl Trainer {
     /// A NaN or infinite value among the parameters, if there is one.
     fn first_non_finite_parameter(&self) -> Result<Option<f64>> {
         for (_, v) in self.optimizer.params() {
-            // x - x is 0 for every finite x and NaN for NaN and infinities.
+            // 0 * x is 0 for every finite x and NaN for NaN and infinities.
             let t = v.as_tensor();
-            let probe = (t - t)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let probe = (t * 0.0)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             if !probe.is_finite() {
                 let max = t.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 return Ok(Some(if max.is_infinite() { max } else { f64::NAN }));
@@ -586,11 +586,20 @@ impl Trainer {
     }
 }
 
+/// The training state of a checkpoint, as [`read_training_files`] reads it.
+#[derive(Debug)]
+pub struct SavedTraining {
+    /// `trainer.json`.
+    pub state: TrainerState,
+    /// `optimizer.safetensors` (empty when absent).
+    pub optimizer: HashMap<String, Tensor>,
+    /// `carry.safetensors` (empty when absent).
+    pub carry: HashMap<String, Tensor>,
+}
+
 /// Reads `trainer.json`, `optimizer.safetensors` and `carry.safetensors` of a checkpoint
 /// directory (the last two may be absent).
-pub fn read_training_files(
-    dir: &std::path::Path,
-) -> Result<(TrainerState, HashMap<String, Tensor>, HashMap<String, Tensor>)> {
+pub fn read_training_files(dir: &std::path::Path) -> Result<SavedTraining> {
     let path = dir.join("trainer.json");
     if !path.is_file() {
         return Err(Error::Checkpoint {
@@ -618,5 +627,5 @@ pub fn read_training_files(
             problem: "trainer.json says a hidden state is carried, but carry.safetensors is missing".into(),
         });
     }
-    Ok((state, optimizer, carry))
+    Ok(SavedTraining { state, optimizer, carry })
 }

@@ -169,10 +169,12 @@ fn check_exact_resume(kind: CellKind, optimizer: OptimizerKind, sampling: Sampli
     drop(first);
 
     let loaded = checkpoint::load(&dir, &Device::Cpu).unwrap();
-    let (state, opt, carry) = read_training_files(&loaded.dir).unwrap();
-    assert_eq!(state.extra["note"], "test");
-    assert_eq!(state.carry, sampling == Sampling::Sequential && state.progress.batch > 0);
-    let mut resumed = Trainer::resume(loaded.model, loaded.varmap, state, opt, carry, train, Some(valid)).unwrap();
+    let saved = read_training_files(&loaded.dir).unwrap();
+    assert_eq!(saved.state.extra["note"], "test");
+    assert_eq!(saved.state.carry, sampling == Sampling::Sequential && saved.state.progress.batch > 0);
+    let mut resumed =
+        Trainer::resume(loaded.model, loaded.varmap, saved.state, saved.optimizer, saved.carry, train, Some(valid))
+            .unwrap();
     done.extend(run_to_end(&mut resumed));
     assert_eq!(losses(&done), losses(&expected), "{kind:?} {optimizer:?} {sampling}");
     assert_eq!(done.iter().map(|m| m.lr).collect::<Vec<_>>(), expected.iter().map(|m| m.lr).collect::<Vec<_>>());

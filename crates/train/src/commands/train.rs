@@ -650,16 +650,23 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         let loaded =
             checkpoint::load(resume, &device).with_context(|| format!("loading checkpoint {}", resume.display()))?;
-        let (state, opt_state, carry) =
+        let saved =
             read_training_files(&loaded.dir).with_context(|| format!("resuming from {}", loaded.dir.display()))?;
-        let data_spec: DataSpec = serde_json::from_value(state.extra.clone()).map_err(|e| Error::Checkpoint {
+        let data_spec: DataSpec = serde_json::from_value(saved.state.extra.clone()).map_err(|e| Error::Checkpoint {
             path: loaded.dir.join("trainer.json"),
             problem: format!("the `extra` data options are unreadable: {e}"),
         })?;
         let prepared = prepare_data(&data_spec, TokenizerChoice::Use(&loaded.tokenizer))?;
-        let mut trainer =
-            Trainer::resume(loaded.model, loaded.varmap, state, opt_state, carry, prepared.train, prepared.valid)
-                .with_context(|| format!("resuming from {}", loaded.dir.display()))?;
+        let mut trainer = Trainer::resume(
+            loaded.model,
+            loaded.varmap,
+            saved.state,
+            saved.optimizer,
+            saved.carry,
+            prepared.train,
+            prepared.valid,
+        )
+        .with_context(|| format!("resuming from {}", loaded.dir.display()))?;
         if let Some(e) = args.epochs {
             trainer.set_epochs(e)?;
         }
@@ -735,6 +742,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         );
         (trainer, prepared.tokenizer, cfg, data_spec, prepared.test, run_dir)
     };
+    if trainer.model().config().embed.is_none() && trainer.model().config().vocab_size > 2000 {
+        println!(
+            "note: one-hot input over {} tokens is slow and large; --embed E (for example 200) is the usual choice",
+            trainer.model().config().vocab_size
+        );
+    }
     let extra = serde_json::to_value(&data_spec)?;
     let mc = trainer.model().config().clone();
     let tc = trainer.config().clone();
