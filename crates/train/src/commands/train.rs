@@ -133,7 +133,7 @@ pub struct TrainArgs {
     /// Cleaning [default: d2l for timemachine, none for other corpora].
     #[arg(long, value_enum, help_heading = "Data")]
     pub clean: Option<CleanArg>,
-    /// Append an end-of-sentence token <eos> to every line (word tokens only).
+    /// Append an end-of-sentence token `<eos>` to every line (word tokens only).
     #[arg(long, help_heading = "Data")]
     pub eos: bool,
     /// BPE vocabulary size to train [default: 1000].
@@ -227,8 +227,8 @@ pub struct TrainArgs {
     pub device: String,
 
     // ---- run directory and output
-    /// Run directory (metrics.jsonl, perplexity.png, checkpoint/) [default: runs/<corpus>-<model>,
-    /// or the first free runs/<corpus>-<model>-N; with --resume: the resumed run's directory].
+    /// Run directory (metrics.jsonl, perplexity.png, checkpoint/) [default: runs/CORPUS-MODEL,
+    /// or the first free runs/CORPUS-MODEL-N; with --resume: the resumed run's directory].
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub out: Option<PathBuf>,
     /// Replace a previous run in --out instead of refusing to.
