@@ -183,16 +183,16 @@ impl RnnBase {
         let (mut h_n, mut c_n) = (Vec::with_capacity(stacked), Vec::with_capacity(stacked));
         for layer in 0..cfg.num_layers {
             let mut outputs = Vec::with_capacity(cfg.num_directions());
-            let flat = layer_input.reshape((seq_len * batch, layer_input.dim(2)?))?;
             for direction in 0..cfg.num_directions() {
                 let index = layer * cfg.num_directions() + direction;
                 let w = &self.weights[index];
-                let gi = w.input_gates(&flat)?.reshape((seq_len, batch, cfg.gate_size()))?;
                 let start = State { h: h0.get(index)?, c: c0.as_ref().map(|c| c.get(index)).transpose()? };
                 let reverse = direction == 1;
                 let (out, last) = if fused {
-                    fused::run_direction(cfg.kind, w, &gi, &start, lengths, reverse)?
+                    fused::run_direction(cfg.kind, w, &layer_input, &start, lengths, reverse)?
                 } else {
+                    let flat = layer_input.reshape((seq_len * batch, layer_input.dim(2)?))?;
+                    let gi = w.input_gates(&flat)?.reshape((seq_len, batch, cfg.gate_size()))?;
                     self.run_direction(w, &gi, start, masks.as_ref(), reverse)?
                 };
                 outputs.push(out);

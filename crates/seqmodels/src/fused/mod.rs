@@ -3,10 +3,11 @@
 //! per layer instead of several per time step (no stack overflow on long sequences, no
 //! per-step allocations).
 //!
-//! The input projection `x W_ih^T + b_ih` for all steps stays a candle matmul (one GEMM; its
-//! backward gives dx, dW_ih and db_ih as single GEMMs). The op takes that projection, the
-//! packed recurrent parameters and the packed initial state, and returns the packed output,
-//! h_n and c_n; [`crate::cell::step`] is the specification these kernels are tested against.
+//! The op takes the layer input, the packed parameters and the packed initial state, and
+//! returns the packed output, h_n and c_n. The input projection `x W_ih^T + b_ih` of all steps
+//! is one GEMM inside it, and so are dx, dW_ih and db_ih in backward: no large intermediate
+//! tensors in candle's graph, whose backward would zero-fill and add each of them.
+//! [`crate::cell::step`] is the specification these kernels are tested against.
 
 mod fast_math;
 mod gemm;
@@ -28,6 +29,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use crate::cell::{CellWeights, State};
 use crate::config::CellKind;
 use crate::error::Result;
+use gemm::{matmul, Stored};
 use real::Real;
 use sequence::{Dims, Saved, Sequence};
 
@@ -58,6 +60,8 @@ struct FusedRecurrence {
     threads: usize,
     /// Whether the initial state needs a gradient.
     state_grad: bool,
+    /// Features of the layer input.
+    input_size: usize,
     /// `Saved<f32>` or `Saved<f64>`, written by the forward pass, read by backward.
     saved: Mutex<Option<Box<dyn Any + Send + Sync>>>,
 }
@@ -86,23 +90,39 @@ impl FusedRecurrence {
         }
     }
 
+    /// Elements of the input-projection parameters at the head of the packed params:
+    /// W_ih (G, I) then b_ih (G).
+    fn input_params_len(&self) -> usize {
+        let g = self.dims.gates();
+        g * self.input_size + if self.dims.bias { g } else { 0 }
+    }
+
     fn forward<T: Real>(
         &self,
-        gi: &[T],
+        x: &[T],
         params: &[T],
         state0: &[T],
         run: ForwardRunner<T>,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = &self.dims;
+        let (tn, g, i) = (d.seq_len * d.batch, d.gates(), self.input_size);
         let expected = [
-            (gi.len(), d.seq_len * d.batch * d.gates()),
-            (params.len(), d.params_len()),
+            (x.len(), tn * i),
+            (params.len(), self.input_params_len() + d.params_len()),
             (state0.len(), d.state_len()),
         ];
         if let Some((found, want)) = expected.iter().find(|(f, w)| f != w) {
             candle_core::bail!("fused recurrence: input of {found} elements, expected {want}");
         }
-        let (result, saved) = run(&self.sequence(), gi, params, state0, self.save);
+        // The input projection of all steps as one GEMM: gi = b_ih + x W_ih^T.
+        let (w_ih, rest) = params.split_at(g * i);
+        let (b_ih, recurrent) = rest.split_at(self.input_params_len() - g * i);
+        let mut gi = match d.bias {
+            true => b_ih.repeat(tn),
+            false => vec![T::zero(); tn * g],
+        };
+        matmul((tn, g, i), &mut gi, d.bias, x, Stored::AsIs, w_ih, Stored::Transposed, self.threads);
+        let (result, saved) = run(&self.sequence(), &gi, recurrent, state0, self.save);
         if let Some(saved) = saved {
             *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
         }
@@ -111,24 +131,50 @@ impl FusedRecurrence {
 
     fn backward<T: Real>(
         &self,
+        x: &Tensor,
         params: &Tensor,
         grad_res: &Tensor,
-        gi_shape: &Shape,
         run: BackwardRunner<T>,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let guard = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         let Some(saved) = guard.as_ref().and_then(|s| s.downcast_ref::<Saved<T>>()) else {
             candle_core::bail!("fused recurrence: backward without a saved forward pass");
         };
+        let d = &self.dims;
+        let (tn, g, i) = (d.seq_len * d.batch, d.gates(), self.input_size);
         let dresult = grad_res.flatten_all()?.to_vec1::<T>()?;
         let params_v = params.flatten_all()?.to_vec1::<T>()?;
-        let grads = run(&self.sequence(), &dresult, &params_v, saved);
+        let head = self.input_params_len();
+        let grads = run(&self.sequence(), &dresult, &params_v[head..], saved);
+        // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x,
+        // db_ih = column sums of dgi.
+        let x_v = x.flatten_all()?.to_vec1::<T>()?;
+        let mut dx = vec![T::zero(); tn * i];
+        matmul((tn, i, g), &mut dx, false, &grads.gi, Stored::AsIs, &params_v[..g * i], Stored::AsIs, self.threads);
+        let mut dparams = vec![T::zero(); head];
+        matmul(
+            (g, i, tn),
+            &mut dparams[..g * i],
+            false,
+            &grads.gi,
+            Stored::Transposed,
+            &x_v,
+            Stored::AsIs,
+            self.threads,
+        );
+        if d.bias {
+            let db = &mut dparams[g * i..];
+            for row in grads.gi.chunks_exact(g) {
+                db.iter_mut().zip(row).for_each(|(a, b)| *a += *b);
+            }
+        }
+        dparams.extend_from_slice(&grads.params);
         let device = grad_res.device();
         Ok((
-            Some(Tensor::from_vec(grads.gi, gi_shape, device)?),
-            Some(Tensor::from_vec(grads.params, params.shape(), device)?),
+            Some(Tensor::from_vec(dx, x.shape(), device)?),
+            Some(Tensor::from_vec(dparams, params.shape(), device)?),
             match self.state_grad {
-                true => Some(Tensor::from_vec(grads.state0, self.dims.state_len(), device)?),
+                true => Some(Tensor::from_vec(grads.state0, d.state_len(), device)?),
                 false => None,
             },
         ))
@@ -171,18 +217,18 @@ impl CustomOp3 for FusedRecurrence {
 
     fn bwd(
         &self,
-        gi: &Tensor,
+        x: &Tensor,
         params: &Tensor,
         _state0: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        match gi.dtype() {
+        match x.dtype() {
             DType::F32 => {
                 let run: BackwardRunner<f32> = if self.threaded() { threaded_backward } else { generic_backward };
-                self.backward::<f32>(params, grad_res, gi.shape(), run)
+                self.backward::<f32>(x, params, grad_res, run)
             }
-            DType::F64 => self.backward::<f64>(params, grad_res, gi.shape(), generic_backward),
+            DType::F64 => self.backward::<f64>(x, params, grad_res, generic_backward),
             other => candle_core::bail!("fused recurrence: expected f32 or f64, found {other:?}"),
         }
     }
@@ -193,21 +239,24 @@ pub(crate) fn supports(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
-/// Runs one direction of one layer with the fused kernel: `gi` (T, N, G) is x W_ih^T + b_ih,
-/// `start` the initial state. Returns the outputs (T, N, H_out) in time order and the final
-/// state, exactly as the composed path does.
+/// Runs one direction of one layer with the fused kernel on the layer input `x` (T, N, I),
+/// from the initial state `start`. Returns the outputs (T, N, H_out) in time order and the
+/// final state, exactly as the composed path does.
 pub(crate) fn run_direction(
     kind: CellKind,
     w: &CellWeights,
-    gi: &Tensor,
+    x: &Tensor,
     start: &State,
     lengths: Option<&[usize]>,
     reverse: bool,
 ) -> Result<(Tensor, State)> {
-    let (seq_len, batch, _) = gi.dims3()?;
+    let (seq_len, batch, input_size) = x.dims3()?;
     let (gates, h_out) = w.weight_hh.dims2()?;
     let hidden = gates / kind.num_gates();
-    let mut parts = vec![w.weight_hh.flatten_all()?];
+    // Packed parameters: W_ih, b_ih, W_hh, b_hh, W_hr (the op's layout).
+    let mut parts = vec![w.weight_ih.flatten_all()?];
+    parts.extend(w.bias_ih.iter().cloned());
+    parts.push(w.weight_hh.flatten_all()?);
     parts.extend(w.bias_hh.iter().cloned());
     if let Some(hr) = &w.weight_hr {
         parts.push(hr.flatten_all()?);
@@ -218,18 +267,19 @@ pub(crate) fn run_direction(
         state_parts.push(c.flatten_all()?);
     }
     let state0 = Tensor::cat(&state_parts, 0)?;
-    let gi = gi.contiguous()?;
+    let x = x.contiguous()?;
     let dims = Dims { seq_len, batch, hidden, h_out, proj: w.weight_hr.is_some(), bias: w.bias_hh.is_some(), kind };
     let op = FusedRecurrence {
         dims,
         lengths: lengths.map(|l| l.to_vec()),
         reverse,
-        save: gi.track_op() || params.track_op() || state0.track_op(),
+        save: x.track_op() || params.track_op() || state0.track_op(),
         threads: candle_core::utils::get_num_threads(),
         state_grad: state0.track_op(),
+        input_size,
         saved: Mutex::new(None),
     };
-    let result = gi.apply_op3_arc(&params, &state0, Arc::new(Box::new(op)))?;
+    let result = x.apply_op3_arc(&params, &state0, Arc::new(Box::new(op)))?;
     let out_len = seq_len * batch * h_out;
     let output = result.narrow(0, 0, out_len)?.reshape((seq_len, batch, h_out))?;
     let h = result.narrow(0, out_len, batch * h_out)?.reshape((batch, h_out))?;
