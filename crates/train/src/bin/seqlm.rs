@@ -35,6 +35,12 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // candle's pool worker spins 25,000 rounds after each parallel op before parking, taking a
+    // core from the GEMM threads that often run next; a shorter spin was 8% faster in training
+    // (config (a) of BENCHMARKS.md). Set before any candle work; the user's value wins.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "2000");
+    }
     match Cli::parse().command {
         Command::Forward(args) => commands::forward::run(&args),
         Command::Init(args) => commands::init::run(&args),
