@@ -257,7 +257,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let lm = cfg.lm_config();
     let params = init_parameters(&lm, InitScheme::Pytorch, cfg.seed, DType::F32, &device)?;
     let (model, varmap) = LanguageModel::from_parameters(lm.clone(), params.into_iter().collect())?;
-    let model = with_implementation(model, cfg.implementation)?;
+    let model = model.with_implementation(cfg.implementation);
     let mut named: Vec<(String, Var)> = varmap.data().lock().expect("VarMap lock").clone().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let mut optimizer = Optimizer::new(named, OptimConfig::new(OptimizerKind::Sgd))?;
@@ -286,7 +286,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let detached: HashMap<String, Tensor> =
         model.named_parameters().into_iter().map(|(n, t)| (n, t.detach())).collect();
     let inference = LanguageModel::new(lm, VarBuilder::from_tensors(detached, DType::F32, &device))?;
-    let inference = with_implementation(inference, cfg.implementation)?;
+    let inference = inference.with_implementation(cfg.implementation);
     let mut infer_s = Vec::with_capacity(cfg.iters);
     for (i, (inputs, _)) in batches.iter().enumerate() {
         let start = Instant::now();
@@ -327,20 +327,6 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
 
 /// Chooses the recurrence's implementation in `model`.
 ///
-/// The benchmark always runs f32 on the CPU, where `Auto` is the fused path, so `Fused` is
-/// served as `Auto`. `Composed` needs the language model to pass the choice on to its
-/// recurrent layers, which it cannot do yet: that is an error naming the limitation.
-fn with_implementation(model: LanguageModel, implementation: Implementation) -> Result<LanguageModel> {
-    match implementation {
-        Implementation::Auto | Implementation::Fused => Ok(model),
-        Implementation::Composed => Err(Error::option(
-            "impl",
-            "auto or fused (the language model cannot switch its recurrent layers to the composed path yet)",
-            "composed",
-        )),
-    }
-}
-
 /// `warmup + iters` batches: inputs (B, T) and time-major labels (T*B,), from rows of T+1
 /// uniform tokens.
 fn random_batches(cfg: &BenchConfig, device: &Device) -> Result<Vec<(Tensor, Tensor)>> {

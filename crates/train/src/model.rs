@@ -290,6 +290,12 @@ impl LanguageModel {
         Ok(seqmodels::save_state_dict(&self.named_parameters(), "", path)?)
     }
 
+    /// Chooses the code that runs the recurrent layers (default: fused kernels where they run).
+    pub fn with_implementation(mut self, implementation: seqmodels::Implementation) -> Self {
+        self.rnn = self.rnn.with_implementation(implementation);
+        self
+    }
+
     /// Makes the dropout masks (embedding/output dropout and between-layer dropout) repeatable.
     pub fn set_dropout_seed(&self, seed: u64) {
         self.dropout.reseed(seed);

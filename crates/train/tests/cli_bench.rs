@@ -90,6 +90,14 @@ fn one_hot_input_fused_threads_and_readable_line() {
 }
 
 #[test]
+fn composed_path_runs_the_same_contract() {
+    let report = bench_json(&["--impl", "composed", "--arch", "lstm", "--embed", "5"]);
+    assert_eq!(report["impl"], "composed");
+    positive(&report, "train_tokens_per_s");
+    positive(&report, "infer_tokens_per_s");
+}
+
+#[test]
 fn bad_options_fail_with_a_message() {
     for (args, needle) in [
         (vec!["bench", "--iters", "0"], "iters"),
