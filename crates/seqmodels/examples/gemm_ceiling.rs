@@ -22,6 +22,11 @@ fn main() -> candle_core::Result<()> {
         }
     }
     rates.sort_by(|x, y| x.total_cmp(y));
-    println!("2048^3 f32 GEMM: median {:.1} GFLOP/s, best {:.1} (threads {})", rates[rates.len() / 2], rates[rates.len() - 1], candle_core::utils::get_num_threads());
+    println!(
+        "2048^3 f32 GEMM: median {:.1} GFLOP/s, best {:.1} (threads {})",
+        rates[rates.len() / 2],
+        rates[rates.len() - 1],
+        candle_core::utils::get_num_threads()
+    );
     Ok(())
 }

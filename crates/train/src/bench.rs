@@ -268,7 +268,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     for (i, (inputs, labels)) in batches.iter().enumerate() {
         let start = Instant::now();
         let (logits, _) = model.forward(inputs, None, true)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, labels)?;
+        let loss = seqmodels::loss::cross_entropy(&logits, labels)?;
         let grads = loss.backward()?;
         optimizer.step(&grads, cfg.lr)?;
         let elapsed = start.elapsed().as_secs_f64();

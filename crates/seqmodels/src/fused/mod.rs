@@ -15,7 +15,7 @@ mod gru;
 mod lstm;
 #[cfg(target_arch = "x86_64")]
 mod panel;
-mod real;
+pub(crate) mod real;
 mod rnn;
 mod sequence;
 #[cfg(target_arch = "x86_64")]

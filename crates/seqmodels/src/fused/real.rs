@@ -9,8 +9,9 @@ pub(crate) trait Real: Float + std::ops::AddAssign + WithDType + Default + Send 
 impl Real for f32 {}
 impl Real for f64 {}
 
-/// The sigmoid and tanh a kernel uses: exact (libm) or the vectorisable approximations.
+/// The exp, sigmoid and tanh a kernel uses: exact (libm) or the vectorisable approximations.
 pub(crate) trait Activation<T> {
+    fn exp(x: T) -> T;
     fn sigmoid(x: T) -> T;
     fn tanh(x: T) -> T;
 }
@@ -19,6 +20,10 @@ pub(crate) trait Activation<T> {
 pub(crate) struct Exact;
 
 impl<T: Real> Activation<T> for Exact {
+    #[inline(always)]
+    fn exp(x: T) -> T {
+        x.exp()
+    }
     #[inline(always)]
     fn sigmoid(x: T) -> T {
         T::one() / (T::one() + (-x).exp())
@@ -33,6 +38,10 @@ impl<T: Real> Activation<T> for Exact {
 pub(crate) struct Fast;
 
 impl Activation<f32> for Fast {
+    #[inline(always)]
+    fn exp(x: f32) -> f32 {
+        super::fast_math::exp(x)
+    }
     #[inline(always)]
     fn sigmoid(x: f32) -> f32 {
         super::fast_math::sigmoid(x)
