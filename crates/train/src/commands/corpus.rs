@@ -14,18 +14,18 @@ use seqmodels_data::{
     CorpusStats, FreqSeries, LmCorpus, TokenLevel,
 };
 
-/// Tokenizer choice of `seqlm corpus`.
+/// Tokenizer choice of `seqlm corpus` and `seqlm train`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TokenizerArg {
     /// One token per character.
     Char,
     /// Whitespace-separated words.
     Word,
-    /// Byte-pair encoding (trained on the corpus unless --tokenizer-json is given).
+    /// Byte-pair encoding (a BPE model trained on the corpus with --bpe-vocab tokens, or loaded from a tokenizer.json).
     Bpe,
 }
 
-/// Cleaning choice of `seqlm corpus`.
+/// Cleaning choice of `seqlm corpus` and `seqlm train`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum CleanArg {
     /// d2l 0.17: per line, non-letters to one space, strip, lowercase.

@@ -17,6 +17,8 @@ use seqmodels::{CellKind, RnnConfig};
 use seqmodels_data::{named_corpus, Cleaning, CorpusLocator, Sampling};
 use serde::{Deserialize, Serialize};
 
+pub use super::corpus::{CleanArg, TokenizerArg};
+
 use crate::checkpoint::{self, CheckpointConfig};
 use crate::error::Error;
 use crate::generate::{generate, SamplingOptions};
@@ -36,39 +38,6 @@ pub enum ModelArg {
     Lstm,
     /// GRU.
     Gru,
-}
-
-/// Tokenizer choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum TokenizerArg {
-    /// One token per character (d2l).
-    Char,
-    /// Whitespace-separated words.
-    Word,
-    /// Byte-pair encoding trained on the corpus (`--bpe-vocab` tokens).
-    Bpe,
-}
-
-/// Cleaning choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum CleanArg {
-    /// d2l 0.17: per line, runs of non-letters to one space, strip, lowercase.
-    D2l,
-    /// d2l 1.0: the same on the whole text at once.
-    #[value(name = "d2l-v1")]
-    D2lV1,
-    /// Keep the text as it is.
-    None,
-}
-
-impl From<CleanArg> for Cleaning {
-    fn from(c: CleanArg) -> Self {
-        match c {
-            CleanArg::D2l => Cleaning::D2l,
-            CleanArg::D2lV1 => Cleaning::D2lV1,
-            CleanArg::None => Cleaning::None,
-        }
-    }
 }
 
 /// Optimizer choice.
