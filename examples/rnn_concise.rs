@@ -10,7 +10,7 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use seqmodels_workspace::seqmodels::{RnnConfig, RNN};
-use seqmodels_workspace::train::model::LmConfig;
+use seqmodels_workspace::train::model::{init_parameters, InitScheme, LanguageModel, LmConfig};
 use seqmodels_workspace::train::trainer::TrainConfig;
 
 fn main() -> Result<()> {
@@ -35,6 +35,9 @@ fn main() -> Result<()> {
 
     // net = RNNModel(rnn_layer, vocab_size=len(vocab)); predict_ch8 before training: random text
     let model = LmConfig { rnn: RnnConfig::rnn(vocab_size, num_hiddens), ..LmConfig::d2l(vocab_size) };
+    let params = init_parameters(&model, InitScheme::Pytorch, 1, DType::F32, &Device::Cpu)?;
+    let (untrained, _) = LanguageModel::from_parameters(model.clone(), params.into_iter().collect())?;
+    println!("before training: {}", common::continuation(&untrained, &corpus.vocab, "time traveller", 10)?);
     // num_epochs, lr = 500, 1; train_ch8(net, train_iter, vocab, lr, num_epochs, device)
     let cfg = TrainConfig { epochs: if args.quick { 2 } else { 500 }, lr: 1.0, ..TrainConfig::d2l() };
     common::train_lm("RNN 256 on timemachine", model, cfg, &corpus, &args.out.join("perplexity.png"))?;
