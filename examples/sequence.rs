@@ -10,12 +10,13 @@ mod common;
 use std::path::Path;
 
 use anyhow::Result;
+use candle_core::Var;
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{linear, AdamW, Linear, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{AdamW, Linear, Module, Optimizer, ParamsAdamW};
 use plotters::prelude::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use seqmodels_workspace::data::series::{D2L_NUM_TRAIN, D2L_TAU};
 use seqmodels_workspace::data::SineSeries;
 
@@ -55,13 +56,23 @@ fn main() -> Result<()> {
     let ds = series.features(tau)?;
     let (train, _) = ds.split(n_train)?;
 
-    // net = get_net() (Xavier init); loss = MSELoss(); Adam lr 0.01, batch 16, 5 epochs
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let net = Mlp { l1: linear(tau, 10, vb.pp("0"))?, l2: linear(10, 1, vb.pp("2"))? };
-    let mut opt = AdamW::new(varmap.all_vars(), ParamsAdamW { lr: 0.01, weight_decay: 0.0, ..Default::default() })?;
-    let (batch_size, epochs) = (16, if args.quick { 2 } else { 5 });
+    // net = get_net(): weights Xavier-uniform (net.apply(init_weights)), drawn from a seeded
+    // generator so that every run prints the same numbers; biases start at zero.
     let mut rng = StdRng::seed_from_u64(0);
+    let mut xavier = |fan_out: usize, fan_in: usize| -> Result<Var> {
+        let a = (6.0 / (fan_in + fan_out) as f32).sqrt();
+        let w: Vec<f32> = (0..fan_out * fan_in).map(|_| rng.random_range(-a..a)).collect();
+        Ok(Var::from_tensor(&Tensor::from_vec(w, (fan_out, fan_in), &dev)?)?)
+    };
+    let (w1, w2) = (xavier(10, tau)?, xavier(1, 10)?);
+    let (b1, b2) = (Var::zeros(10, DType::F32, &dev)?, Var::zeros(1, DType::F32, &dev)?);
+    let net = Mlp {
+        l1: Linear::new(w1.as_tensor().clone(), Some(b1.as_tensor().clone())),
+        l2: Linear::new(w2.as_tensor().clone(), Some(b2.as_tensor().clone())),
+    };
+    // loss = nn.MSELoss(); trainer = torch.optim.Adam(net.parameters(), lr=0.01)
+    let mut opt = AdamW::new(vec![w1, b1, w2, b2], ParamsAdamW { lr: 0.01, weight_decay: 0.0, ..Default::default() })?;
+    let (batch_size, epochs) = (16, if args.quick { 2 } else { 5 });
     let mut order: Vec<usize> = (0..train.len()).collect();
     let all_x = Tensor::from_slice(&train.features, (train.len(), tau), &dev)?;
     let all_y = Tensor::from_slice(&train.labels, (train.len(), 1), &dev)?;
