@@ -5,6 +5,9 @@
 //! backward. With a 10,000-word vocabulary that was a large part of a training step. This op
 //! reads the logits once forward and once backward, and writes only the gradient.
 
+use std::ops::Range;
+use std::sync::Mutex;
+
 use candle_core::{CpuStorage, DType, Layout, Shape, Storage, Tensor};
 
 use crate::error::{Error, Result};
@@ -47,61 +50,122 @@ fn log_sum_exp<T: Real, A: Activation<T>>(row: &[T]) -> T {
 }
 
 impl SoftmaxCrossEntropy {
+    /// Sum over `rows` of log-sum-exp(row) - row[target].
     #[inline(always)]
-    fn loss<T: Real, A: Activation<T>>(&self, logits: &[T]) -> T {
-        let total = logits
-            .chunks_exact(self.classes)
-            .zip(&self.targets)
-            .fold(T::zero(), |acc, (row, &t)| acc + log_sum_exp::<T, A>(row) - row[t as usize]);
-        total / T::from(self.targets.len()).unwrap_or_else(T::one)
+    fn loss_rows<T: Real, A: Activation<T>>(&self, logits: &[T], rows: Range<usize>) -> T {
+        let v = self.classes;
+        rows.fold(T::zero(), |acc, r| {
+            let row = &logits[r * v..(r + 1) * v];
+            acc + log_sum_exp::<T, A>(row) - row[self.targets[r] as usize]
+        })
     }
 
-    /// d loss / d logits = scale * (softmax - one_hot(target)), scale = grad / M.
+    /// `out` = scale * (softmax - one_hot(target)) for `rows` (out holds exactly those rows).
     #[inline(always)]
-    fn gradient<T: Real, A: Activation<T>>(&self, logits: &[T], scale: T) -> Vec<T> {
-        let mut grad = vec![T::zero(); logits.len()];
-        for ((row, out), &t) in
-            logits.chunks_exact(self.classes).zip(grad.chunks_exact_mut(self.classes)).zip(&self.targets)
-        {
+    fn gradient_rows<T: Real, A: Activation<T>>(&self, logits: &[T], out: &mut [T], rows: Range<usize>, scale: T) {
+        let v = self.classes;
+        for (r, out) in rows.zip(out.chunks_exact_mut(v)) {
+            let row = &logits[r * v..(r + 1) * v];
             let lse = log_sum_exp::<T, A>(row);
             for (o, &x) in out.iter_mut().zip(row) {
                 *o = scale * A::exp(x - lse);
             }
-            out[t as usize] -= scale;
+            out[self.targets[r] as usize] -= scale;
         }
+    }
+
+    /// Mean loss over all rows, the rows split between candle's pool threads.
+    fn loss<T: Real>(&self, logits: &[T], part: impl Fn(&[T], Range<usize>) -> T + Sync) -> T {
+        let rows = self.targets.len();
+        let total = Mutex::new(T::zero());
+        on_row_chunks(rows, |r| {
+            let sum = part(logits, r);
+            *total.lock().unwrap_or_else(|e| e.into_inner()) += sum;
+        });
+        let total = *total.lock().unwrap_or_else(|e| e.into_inner());
+        total / T::from(rows).unwrap_or_else(T::one)
+    }
+
+    /// d loss / d logits = scale * (softmax - one_hot(target)), scale = grad / M, the rows split
+    /// between candle's pool threads.
+    fn gradient<T: Real>(&self, logits: &[T], part: impl Fn(&[T], &mut [T], Range<usize>) + Sync) -> Vec<T> {
+        let (rows, v) = (self.targets.len(), self.classes);
+        let mut grad = vec![T::zero(); logits.len()];
+        let chunk = rows.div_ceil(row_chunks(rows));
+        let slots: Vec<Mutex<&mut [T]>> = grad.chunks_mut(chunk * v).map(Mutex::new).collect();
+        on_row_chunks(rows, |r| {
+            let mut out = slots[r.start / chunk].lock().unwrap_or_else(|e| e.into_inner());
+            part(logits, &mut out, r);
+        });
+        drop(slots);
         grad
     }
 
-    /// f32: the polynomial exp, vectorised with AVX-512 where the CPU has it.
     fn loss_f32(&self, logits: &[f32]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { loss_avx512(self, logits) };
-        }
-        self.loss::<f32, Exact>(logits)
+        self.loss(logits, |l, r| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected.
+                return unsafe { loss_rows_avx512(self, l, r) };
+            }
+            self.loss_rows::<f32, Exact>(l, r)
+        })
     }
 
     fn gradient_f32(&self, logits: &[f32], scale: f32) -> Vec<f32> {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { gradient_avx512(self, logits, scale) };
-        }
-        self.gradient::<f32, Exact>(logits, scale)
+        self.gradient(logits, |l, out, r| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected.
+                return unsafe { gradient_rows_avx512(self, l, out, r, scale) };
+            }
+            self.gradient_rows::<f32, Exact>(l, out, r, scale)
+        })
     }
 }
 
+/// Chunks of rows: one per pool thread for large inputs, else one.
+fn row_chunks(rows: usize) -> usize {
+    if rows < 64 {
+        1
+    } else {
+        (candle_core::utils::barrier_pool().n_workers() + 1).min(rows)
+    }
+}
+
+/// Runs `f` on consecutive row ranges of `row_chunks(rows)` equal chunks, in parallel.
+fn on_row_chunks(rows: usize, f: impl Fn(Range<usize>) + Sync) {
+    let parts = row_chunks(rows);
+    if parts == 1 {
+        return f(0..rows);
+    }
+    let chunk = rows.div_ceil(parts);
+    candle_core::utils::barrier_pool().execute(|tid| {
+        let start = tid * chunk;
+        if start < rows {
+            f(start..rows.min(start + chunk));
+        }
+    });
+}
+
+// The f32 passes compiled with AVX-512 so that the polynomial exp vectorises.
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn loss_avx512(op: &SoftmaxCrossEntropy, logits: &[f32]) -> f32 {
-    op.loss::<f32, Fast>(logits)
+unsafe fn loss_rows_avx512(op: &SoftmaxCrossEntropy, logits: &[f32], rows: Range<usize>) -> f32 {
+    op.loss_rows::<f32, Fast>(logits, rows)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gradient_avx512(op: &SoftmaxCrossEntropy, logits: &[f32], scale: f32) -> Vec<f32> {
-    op.gradient::<f32, Fast>(logits, scale)
+unsafe fn gradient_rows_avx512(
+    op: &SoftmaxCrossEntropy,
+    logits: &[f32],
+    out: &mut [f32],
+    rows: Range<usize>,
+    scale: f32,
+) {
+    op.gradient_rows::<f32, Fast>(logits, out, rows, scale)
 }
 
 fn cpu_slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
@@ -119,7 +183,9 @@ impl candle_core::CustomOp1 for SoftmaxCrossEntropy {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let storage = match s {
             CpuStorage::F32(_) => CpuStorage::F32(vec![self.loss_f32(cpu_slice(s, l)?)]),
-            CpuStorage::F64(_) => CpuStorage::F64(vec![self.loss::<f64, Exact>(cpu_slice(s, l)?)]),
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(vec![self.loss(cpu_slice(s, l)?, |l, r| self.loss_rows::<f64, Exact>(l, r))])
+            }
             _ => candle_core::bail!("cross entropy: expected f32 or f64 logits"),
         };
         Ok((storage, Shape::from(())))
@@ -137,7 +203,9 @@ impl candle_core::CustomOp1 for SoftmaxCrossEntropy {
             CpuStorage::F64(_) => {
                 let scale = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()? / rows;
                 Tensor::from_vec(
-                    self.gradient::<f64, Exact>(cpu_slice(cpu, layout)?, scale),
+                    self.gradient(cpu_slice(cpu, layout)?, |l, out, r| {
+                        self.gradient_rows::<f64, Exact>(l, out, r, scale)
+                    }),
                     logits.shape(),
                     logits.device(),
                 )?
@@ -154,9 +222,17 @@ mod tests {
 
     #[test]
     fn matches_candle_nn_in_value_and_gradient() {
+        // 37 rows run on one thread, 203 rows are split between the pool's threads.
+        for rows in [37u32, 203] {
+            check_against_candle_nn(rows);
+        }
+    }
+
+    fn check_against_candle_nn(rows: u32) {
         let device = Device::Cpu;
-        let logits = Var::from_tensor(&(Tensor::randn(0f32, 3.0, (37, 53), &device).unwrap())).unwrap();
-        let targets = Tensor::from_vec((0..37u32).map(|i| (i * 7) % 53).collect::<Vec<_>>(), 37, &device).unwrap();
+        let logits = Var::from_tensor(&(Tensor::randn(0f32, 3.0, (rows as usize, 53), &device).unwrap())).unwrap();
+        let targets =
+            Tensor::from_vec((0..rows).map(|i| (i * 7) % 53).collect::<Vec<_>>(), rows as usize, &device).unwrap();
         let ours = super::cross_entropy(logits.as_tensor(), &targets).unwrap();
         let reference = candle_nn::loss::cross_entropy(logits.as_tensor(), &targets).unwrap();
         let (a, b) = (ours.to_scalar::<f32>().unwrap(), reference.to_scalar::<f32>().unwrap());
