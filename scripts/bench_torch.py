@@ -2,7 +2,7 @@
 """PyTorch side of the language-model benchmark: the same contract as `seqlm bench`.
 
     python scripts/bench_torch.py --arch lstm|gru|rnn --vocab V --embed E --hidden H --layers L \
-        --batch B --steps T --iters N [--warmup 3] [--seed 0] [--lr 1.0] [--threads N] [--json]
+        --batch B --steps T --iters N [--warmup 3] [--seed 0] [--lr 1.0] [--threads N] [--device cpu|cuda[:N]] [--json]
 
 Model (identical to seqmodels_train::model::LanguageModel): nn.Embedding(V, E) -> nn.LSTM / nn.GRU /
 nn.RNN(tanh) (L layers, hidden H, time-major input (T, B, E)) -> nn.Linear(H, V) on the (T*B, H) outputs
@@ -25,7 +25,7 @@ Threads: PyTorch's default (intra-op threads = physical cores; honours OMP_NUM_T
 MKL_NUM_THREADS), or torch.set_num_threads(--threads).  The value used is reported as "threads".
 
 Output: one JSON line with --json, else a readable line.  Fields:
-  arch, impl ("torch"), train_tokens_per_s, infer_tokens_per_s, threads, train_ms_median,
+  arch, impl ("torch"), device, train_tokens_per_s, infer_tokens_per_s, threads, train_ms_median,
   infer_ms_median, train_gflops_per_s, infer_gflops_per_s (nominal: see flops_per_token),
   loss (the last training loss, to spot a diverging run), config echo (vocab, embed, hidden, layers,
   batch, steps, iters, warmup, seed, lr), torch (version), blas (the BLAS torch was built with).
@@ -76,6 +76,8 @@ def parse_args(argv):
                    help="torch.set_num_threads(N); default: PyTorch's own choice (physical cores)")
     p.add_argument("--impl", choices=["auto", "fused", "composed"], default="auto",
                    help="accepted for the shared command line; ignored (PyTorch picks its own kernels)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N (on CUDA the layers run cuDNN, PyTorch's default there)")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a readable line")
     return p.parse_args(argv)
 
@@ -125,7 +127,8 @@ def main(argv=None):
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = LanguageModel(args.arch, args.vocab, args.embed, args.hidden, args.layers)
+    device = torch.device(args.device)
+    model = LanguageModel(args.arch, args.vocab, args.embed, args.hidden, args.layers).to(device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
 
@@ -135,7 +138,12 @@ def main(argv=None):
         seq = torch.randint(0, args.vocab, (args.batch, args.steps + 1), generator=gen)
         inputs = seq[:, :-1].contiguous()
         labels = seq[:, 1:].t().reshape(-1).contiguous()  # time-major, as the logits
-        batches.append((inputs, labels))
+        batches.append((inputs.to(device), labels.to(device)))
+
+    def sync():
+        # GPU work is asynchronous: an iteration ends when the device is done.
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def train_step(inputs, labels):
         optimizer.zero_grad(set_to_none=True)
@@ -150,6 +158,7 @@ def main(argv=None):
     for i, (inputs, labels) in enumerate(batches):
         start = time.perf_counter()
         loss = train_step(inputs, labels)
+        sync()
         elapsed = time.perf_counter() - start
         if i >= args.warmup:
             train_s.append(elapsed)
@@ -161,6 +170,7 @@ def main(argv=None):
         for i, (inputs, _) in enumerate(batches):
             start = time.perf_counter()
             model(inputs)
+            sync()
             elapsed = time.perf_counter() - start
             if i >= args.warmup:
                 infer_s.append(elapsed)
@@ -172,6 +182,7 @@ def main(argv=None):
     report = {
         "arch": args.arch,
         "impl": "torch",
+        "device": args.device,
         "train_tokens_per_s": tokens / train_med,
         "infer_tokens_per_s": tokens / infer_med,
         "threads": torch.get_num_threads(),

@@ -3,7 +3,8 @@
 
 Single comparison:
     python scripts/parity.py --config module.json --weights sd.safetensors --inputs in.safetensors \
-        [--train] [--seqlm PATH] [--tol-out 1e-5] [--tol-grad 1e-4] [--keep DIR]
+        [--train] [--seqlm PATH] [--tol-out 1e-5] [--tol-grad 1e-4] [--keep DIR] \
+        [--device cpu|cuda[:N]] [--impl auto|fused|composed]
   e.g. on a committed fixture:
     d=tests/fixtures/modules/lstm_l3_bidir_h0
     /work/venv/bin/python scripts/parity.py --config $d/module.json --weights $d/weights.safetensors \
@@ -69,9 +70,11 @@ def default_seqlm():
 
 
 class Backend:
-    def __init__(self, seqlm=None, torch_only=False, timeout=600):
+    def __init__(self, seqlm=None, torch_only=False, timeout=600, forward_args=()):
         self.torch_only = torch_only
         self.seqlm = Path(seqlm) if seqlm else default_seqlm()
+        # Extra `seqlm forward` options: --device and --impl (the GPU check runs our side on CUDA).
+        self.forward_args = list(forward_args)
         self.timeout = timeout
 
     def describe(self):
@@ -103,6 +106,8 @@ class Backend:
                 "--out", out_path]
         if train:
             args.append("--train")
+        if not self.torch_only:
+            args += self.forward_args
         return self.run(args)
 
     def init(self, config_path, out_path, seed):
@@ -220,8 +225,10 @@ def check_files(config_path, weights_path, inputs_path, backend, train, tol_out,
 # Random trials
 # --------------------------------------------------------------------------------------------
 
-def random_trial(rng, trial_seed):
-    """Pick a random module config and input spec. Returns (config written to module.json, spec)."""
+def random_trial(rng, trial_seed, f32_only=False):
+    """Pick a random module config and input spec. Returns (config written to module.json, spec).
+
+    With `f32_only`, f64 draws become f32 (the fused CUDA kernels are f32 only)."""
     typ = rng.choice(ref.ALL_TYPES)
     cell = typ in ref.CELL_TYPES
     hidden = rng.randint(1, 24)
@@ -245,7 +252,7 @@ def random_trial(rng, trial_seed):
         "batch": None if unbatched else rng.randint(1, 6),
         "states": rng.random() < 0.5,
         "lengths": (not cell) and (not unbatched) and rng.random() < 0.35,
-        "dtype": torch.float64 if rng.random() < 0.3 else torch.float32,
+        "dtype": torch.float64 if rng.random() < 0.3 and not f32_only else torch.float32,
         "grads": rng.choice(["all", "all", "all", "output_only", "states_only"]),
         "init_seed": rng.randint(0, 2**31 - 1),
         "data_seed": trial_seed,
@@ -351,7 +358,8 @@ def run_random(args, backend):
     keep = Path(args.keep) if args.keep else None
     passed = failed = 0
     for i in range(args.random):
-        config, spec = random_trial(rng, trial_seed=rng.randint(0, 2**31 - 1))
+        f32_only = args.device != "cpu" and args.impl == "fused"
+        config, spec = random_trial(rng, trial_seed=rng.randint(0, 2**31 - 1), f32_only=f32_only)
         tmp = tempfile.mkdtemp(prefix=f"parity_{i:03d}_")
         work = Path(tmp)
         lines, n_fail = [], 0
@@ -444,10 +452,14 @@ def main(argv=None):
                         help="self-check: use scripts/torch_manual.py (a step-by-step PyTorch implementation "
                              "with seqlm's command line) instead of the Rust binary")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per seqlm call (default 600)")
+    parser.add_argument("--device", default="cpu", help="where seqlm runs: cpu, cuda or cuda:N (PyTorch, the "
+                        "reference, stays on the CPU); default cpu")
+    parser.add_argument("--impl", choices=["auto", "fused", "composed"], default="auto",
+                        help="seqlm's recurrence implementation (seqlm forward --impl); default auto")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
-    backend = Backend(args.seqlm, args.torch_only, args.timeout)
+    backend = Backend(args.seqlm, args.torch_only, args.timeout, ["--device", args.device, "--impl", args.impl])
     if args.random is not None:
         if args.config or args.weights or args.inputs:
             parser.error("--random does not take --config/--weights/--inputs")

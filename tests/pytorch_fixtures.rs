@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use seqmodels::state_dict::read_safetensors;
 use seqmodels::{CellConfig, LSTMCell, LoadOptions, ModuleSpec};
 use seqmodels_workspace::train::compare::{compare, Tolerances};
-use seqmodels_workspace::train::forward::{run_module, Mode};
+use seqmodels_workspace::train::forward::{run_module, RunOptions};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -21,6 +21,11 @@ fn load(dir: &Path, file: &str) -> HashMap<String, Tensor> {
 
 #[test]
 fn every_module_fixture_matches_pytorch() {
+    check_every_fixture(&RunOptions::default());
+}
+
+/// Runs every fixture case with `options` and fails listing each tensor beyond tolerance.
+fn check_every_fixture(options: &RunOptions) {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures().join("modules"))
         .expect("tests/fixtures/modules exists")
         .map(|e| e.expect("readable entry").path())
@@ -34,7 +39,7 @@ fn every_module_fixture_matches_pytorch() {
     for dir in &dirs {
         let spec = ModuleSpec::from_file(dir.join("module.json")).expect("valid module.json");
         let inputs = load(dir, "inputs.safetensors");
-        let actual = run_module(&spec, load(dir, "weights.safetensors"), &inputs, Mode::Eval)
+        let actual = run_module(&spec, load(dir, "weights.safetensors"), &inputs, options)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let expected = load(dir, "expected.safetensors");
         let rows = compare(&actual, &expected, Tolerances::for_dtype(DType::F32)).expect("comparable");
@@ -48,8 +53,23 @@ fn every_module_fixture_matches_pytorch() {
             }
         }
     }
-    println!("{} cases; largest error {:.2e} at {}", dirs.len(), worst.0, worst.1);
+    let (device, implementation) = (options.device.location(), options.implementation);
+    println!("{} cases on {device:?} ({implementation:?}); largest error {:.2e} at {}", dirs.len(), worst.0, worst.1);
     assert!(failures.is_empty(), "mismatches with PyTorch:\n{}", failures.join("\n"));
+}
+
+/// The same fixtures on a GPU (build with `--features cuda`; skipped where no GPU is present):
+/// candle's own ops (the composed path), then the fused CUDA kernels.
+#[cfg(feature = "cuda")]
+#[test]
+fn every_module_fixture_matches_pytorch_on_cuda() {
+    let device = match Device::new_cuda(0) {
+        Ok(d) => d,
+        Err(e) => return println!("skipped: no usable GPU ({e})"),
+    };
+    for implementation in [seqmodels::Implementation::Composed, seqmodels::Implementation::Fused] {
+        check_every_fixture(&RunOptions { device: device.clone(), implementation, ..RunOptions::default() });
+    }
 }
 
 /// The example this project started from: `nn.LSTMCell(10, 20)`, input (2, 3, 10), hx and cx

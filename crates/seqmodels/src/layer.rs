@@ -28,13 +28,15 @@ pub struct SeqOutput {
 /// Which code runs the recurrence of a layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Implementation {
-    /// The fused whole-sequence kernels where they run (CPU, f32 or f64), else the composed path.
+    /// The fused whole-sequence kernels on the CPU (f32 or f64), else the composed path (also on
+    /// CUDA for now: see docs/cuda.md).
     #[default]
     Auto,
     /// Candle ops per time step, differentiated by autodiff: the readable specification, and
     /// the path for devices without fused kernels.
     Composed,
-    /// The fused kernels ([`crate::fused`]); an error where they cannot run.
+    /// The fused kernels ([`crate::fused`]): on the CPU, or on CUDA with the `cuda` feature; an
+    /// error where they cannot run.
     Fused,
 }
 
@@ -152,11 +154,12 @@ impl RnnBase {
         }
         let fused = match self.implementation {
             Implementation::Composed => false,
-            Implementation::Auto => fused::supports(&x),
+            Implementation::Auto => fused::chosen_by_default(&x),
             Implementation::Fused if fused::supports(&x) => true,
             Implementation::Fused => {
                 let found = format!("{:?} on {:?}", x.dtype(), x.device().location());
-                return Err(Error::Config(format!("the fused kernels need f32 or f64 on the CPU, found {found}")));
+                let need = "f32 or f64 on the CPU, or f32 on CUDA (with the `cuda` feature)";
+                return Err(Error::Config(format!("the fused kernels need {need}, found {found}")));
             }
         };
         if let Some(l) = lengths {

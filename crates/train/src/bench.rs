@@ -41,6 +41,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use seqmodels::{CellKind, Implementation, RnnConfig};
 use serde::Serialize;
 
+use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::model::{init_parameters, InitScheme, LanguageModel, LmConfig};
 use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
@@ -78,10 +79,12 @@ impl Arch {
 }
 
 /// What to benchmark. The default is issue 3's configuration (a), the d2l character model with
-/// an embedding: LSTM, V=28, E=28, H=256, 1 layer, B=32, T=35, 20 iterations after 3 warm-up.
-#[derive(Clone, Debug, PartialEq)]
+/// an embedding: LSTM, V=28, E=28, H=256, 1 layer, B=32, T=35, 20 iterations after 3 warm-up,
+/// on the CPU. It serialises into the report, so the JSON line says what was measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BenchConfig {
     /// The recurrent layer.
+    #[serde(serialize_with = "as_str")]
     pub arch: Arch,
     /// Vocabulary size V.
     pub vocab: usize,
@@ -104,7 +107,36 @@ pub struct BenchConfig {
     /// SGD learning rate.
     pub lr: f64,
     /// The code that runs the recurrence.
+    #[serde(rename = "impl", serialize_with = "as_str")]
     pub implementation: Implementation,
+    /// Where the model runs.
+    #[serde(serialize_with = "as_str")]
+    pub device: DeviceChoice,
+}
+
+/// Serialises a value through its short name (`lstm`, `auto`, `cuda:1`, ...).
+fn as_str<T: Named, S: serde::Serializer>(value: &T, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&value.name())
+}
+
+/// Values the report shows by a short name.
+trait Named {
+    fn name(&self) -> String;
+}
+impl Named for Arch {
+    fn name(&self) -> String {
+        self.as_str().into()
+    }
+}
+impl Named for Implementation {
+    fn name(&self) -> String {
+        implementation_name(*self).into()
+    }
+}
+impl Named for DeviceChoice {
+    fn name(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl Default for BenchConfig {
@@ -122,6 +154,7 @@ impl Default for BenchConfig {
             seed: 0,
             lr: 1.0,
             implementation: Implementation::Auto,
+            device: DeviceChoice::Cpu,
         }
     }
 }
@@ -175,14 +208,13 @@ pub fn flops_per_token(cfg: &BenchConfig) -> f64 {
     recurrent + 2.0 * h * cfg.vocab as f64
 }
 
-/// The result of [`run_bench`]; serialises to the JSON line of `seqlm bench --json`.
+/// The result of [`run_bench`]; serialises to the JSON line of `seqlm bench --json`: the
+/// configuration's fields (`arch`, `impl`, `device`, `vocab`, ...) then the measurements.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BenchReport {
-    /// `lstm`, `gru` or `rnn`.
-    pub arch: &'static str,
-    /// The implementation asked for: `auto` (the fused kernels on the CPU), `fused` or `composed`.
-    #[serde(rename = "impl")]
-    pub implementation: &'static str,
+    /// What was measured.
+    #[serde(flatten)]
+    pub config: BenchConfig,
     /// Training tokens per second: `batch * steps` over the median training iteration.
     pub train_tokens_per_s: f64,
     /// Inference tokens per second: `batch * steps` over the median forward.
@@ -199,36 +231,17 @@ pub struct BenchReport {
     pub infer_gflops_per_s: f64,
     /// The loss of the last training iteration (a diverging run shows here).
     pub loss: f64,
-    /// Vocabulary size.
-    pub vocab: usize,
-    /// Embedding size (0: one-hot input).
-    pub embed: usize,
-    /// Hidden size.
-    pub hidden: usize,
-    /// Recurrent layers.
-    pub layers: usize,
-    /// Sequences per batch.
-    pub batch: usize,
-    /// Time steps per sequence.
-    pub steps: usize,
-    /// Timed iterations per phase.
-    pub iters: usize,
-    /// Untimed iterations before each phase.
-    pub warmup: usize,
-    /// Seed.
-    pub seed: u64,
-    /// SGD learning rate.
-    pub lr: f64,
 }
 
 impl BenchReport {
     /// One readable line: tokens/s, milliseconds per iteration and GFLOP/s of both phases.
     pub fn summary(&self) -> String {
         format!(
-            "seqlm {} ({}): train {:.0} tokens/s ({:.2} ms/iter, {:.1} GFLOP/s), infer {:.0} tokens/s \
+            "seqlm {} ({}, {}): train {:.0} tokens/s ({:.2} ms/iter, {:.1} GFLOP/s), infer {:.0} tokens/s \
              ({:.2} ms/iter, {:.1} GFLOP/s), {} threads, loss {:.4}",
-            self.arch,
-            self.implementation,
+            self.config.arch.as_str(),
+            implementation_name(self.config.implementation),
+            self.config.device,
             self.train_tokens_per_s,
             self.train_ms_median,
             self.train_gflops_per_s,
@@ -253,7 +266,7 @@ pub fn implementation_name(implementation: Implementation) -> &'static str {
 /// Builds the model, draws the tokens, times training then inference (see the module docs).
 pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     cfg.validate()?;
-    let device = Device::Cpu;
+    let device = cfg.device.open()?;
     let lm = cfg.lm_config();
     let params = init_parameters(&lm, InitScheme::Pytorch, cfg.seed, DType::F32, &device)?;
     let (model, varmap) = LanguageModel::from_parameters(lm.clone(), params.into_iter().collect())?;
@@ -267,10 +280,11 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let mut last_loss = None;
     for (i, (inputs, labels)) in batches.iter().enumerate() {
         let start = Instant::now();
-        let (logits, _) = model.forward(inputs, None, true)?;
-        let loss = seqmodels::loss::cross_entropy(&logits, labels)?;
+        let (loss, _) = model.loss(inputs, labels, None, true)?;
         let grads = loss.backward()?;
         optimizer.step(&grads, cfg.lr)?;
+        // GPU work is asynchronous: the iteration ends when the device is done.
+        device.synchronize()?;
         let elapsed = start.elapsed().as_secs_f64();
         if i >= cfg.warmup {
             train_s.push(elapsed);
@@ -291,6 +305,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     for (i, (inputs, _)) in batches.iter().enumerate() {
         let start = Instant::now();
         let (logits, _) = inference.forward(inputs, None, false)?;
+        device.synchronize()?;
         drop(logits);
         let elapsed = start.elapsed().as_secs_f64();
         if i >= cfg.warmup {
@@ -302,8 +317,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let fpt = flops_per_token(cfg);
     let (train_med, infer_med) = (median(&mut train_s), median(&mut infer_s));
     Ok(BenchReport {
-        arch: cfg.arch.as_str(),
-        implementation: implementation_name(cfg.implementation),
+        config: cfg.clone(),
         train_tokens_per_s: tokens / train_med,
         infer_tokens_per_s: tokens / infer_med,
         threads: candle_core::utils::get_num_threads(),
@@ -312,16 +326,6 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         train_gflops_per_s: 3.0 * fpt * tokens / train_med / 1e9,
         infer_gflops_per_s: fpt * tokens / infer_med / 1e9,
         loss,
-        vocab: cfg.vocab,
-        embed: cfg.embed,
-        hidden: cfg.hidden,
-        layers: cfg.layers,
-        batch: cfg.batch,
-        steps: cfg.steps,
-        iters: cfg.iters,
-        warmup: cfg.warmup,
-        seed: cfg.seed,
-        lr: cfg.lr,
     })
 }
 

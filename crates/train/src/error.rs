@@ -49,6 +49,14 @@ pub enum Error {
         /// The value given.
         found: String,
     },
+    /// A device named with `--device` cannot be used.
+    #[error("cannot use --device {device}: {reason}")]
+    Device {
+        /// The device as named (`cuda`, `cuda:1`).
+        device: String,
+        /// Why: no `cuda` feature in this build, or no such GPU.
+        reason: String,
+    },
     /// The training loss or the gradient norm became NaN or infinite.
     #[error("{what} became {value} at step {step} (epoch {epoch}, batch {batch}); training stopped")]
     NonFinite {

@@ -6,20 +6,38 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
-use seqmodels::{state_dict, Cell, LoadOptions, ModuleSpec, RnnBase};
+use seqmodels::{state_dict, Cell, Implementation, LoadOptions, ModuleSpec, RnnBase};
 
 use crate::error::{Error, Result};
 
 /// Evaluation, or training with dropout masks drawn from a seed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
     /// No dropout (PyTorch's `module.eval()`).
+    #[default]
     Eval,
     /// Dropout between layers, masks from `seed` (PyTorch's `module.train()`).
     Train {
         /// Seed of the dropout masks.
         seed: u64,
     },
+}
+
+/// How and where [`run_module`] runs. The default: evaluation on the CPU, implementation `Auto`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Evaluation or training mode.
+    pub mode: Mode,
+    /// The device the module and its inputs are moved to; results come back on the CPU.
+    pub device: Device,
+    /// The code that runs the recurrence of layers (cells have one path).
+    pub implementation: Implementation,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { mode: Mode::Eval, device: Device::Cpu, implementation: Implementation::Auto }
+    }
 }
 
 /// Tensor names of the forward tool's files for one kind of module.
@@ -45,13 +63,15 @@ const CELL_NAMES: Names = Names { h0: "hx", c0: "cx", h: "h", c: "c", grad_h: "g
 /// any grad tensor is given, the gradients of
 /// loss = sum(output*grad_output) + sum(h_n*grad_h_n) + sum(c_n*grad_c_n):
 /// `grad.input`, `grad.h0`, `grad.c0` (cells: `grad.hx`, `grad.cx`) and `grad.<parameter>`.
-/// Everything is computed in the dtype of `input` (f32 or f64).
+/// Everything is computed in the dtype of `input` (f32 or f64), on `options.device`; the results
+/// are returned on the CPU.
 pub fn run_module(
     spec: &ModuleSpec,
     weights: HashMap<String, Tensor>,
     inputs: &HashMap<String, Tensor>,
-    mode: Mode,
+    options: &RunOptions,
 ) -> Result<HashMap<String, Tensor>> {
+    let (mode, device) = (options.mode, &options.device);
     let input = inputs
         .get("input")
         .ok_or_else(|| Error::MissingInput { name: "input".into(), why: "the module's input".into() })?;
@@ -59,11 +79,10 @@ pub fn run_module(
     if !matches!(dtype, DType::F32 | DType::F64) {
         return Err(Error::BadInput { name: "input".into(), problem: format!("expected f32 or f64, found {dtype:?}") });
     }
-    let device = Device::Cpu;
     let shapes = spec.parameter_shapes();
-    let params = state_dict::select_parameters(weights, &shapes, &LoadOptions::default(), dtype, &device)?;
+    let params = state_dict::select_parameters(weights, &shapes, &LoadOptions::default(), dtype, device)?;
     let varmap = state_dict::varmap_from_parameters(params, "")?;
-    let vb = VarBuilder::from_varmap(&varmap, dtype, &device);
+    let vb = VarBuilder::from_varmap(&varmap, dtype, device);
 
     let names = match spec {
         ModuleSpec::Layer(_) => &LAYER_NAMES,
@@ -71,15 +90,16 @@ pub fn run_module(
     };
     // Inputs become variables so that their gradients can be reported.
     let as_var = |name: &str| -> Result<Option<Var>> {
-        inputs.get(name).map(|t| float_input(name, t, dtype).and_then(|t| Ok(Var::from_tensor(&t)?))).transpose()
+        let var = |t: Tensor| Ok(Var::from_tensor(&t.to_device(device)?)?);
+        inputs.get(name).map(|t| float_input(name, t, dtype).and_then(var)).transpose()
     };
-    let x = Var::from_tensor(input)?;
+    let x = Var::from_tensor(&input.to_device(device)?)?;
     let (h0, c0) = (as_var(names.h0)?, as_var(names.c0)?);
     let lengths = inputs.get("lengths").map(lengths_of).transpose()?;
 
     let (output, h, c, parameters) = match spec {
         ModuleSpec::Layer(cfg) => {
-            let module = RnnBase::new(cfg.clone(), vb)?;
+            let module = RnnBase::new(cfg.clone(), vb)?.with_implementation(options.implementation);
             if let Mode::Train { seed } = mode {
                 module.set_dropout_seed(seed);
             }
@@ -109,7 +129,7 @@ pub fn run_module(
     for (name, grad_name, value) in outputs {
         let Some(value) = value else { continue };
         if let Some(weight) = inputs.get(grad_name) {
-            let weight = float_input(grad_name, weight, dtype)?;
+            let weight = float_input(grad_name, weight, dtype)?.to_device(device)?;
             if weight.dims() != value.dims() {
                 let problem = format!("expected the shape of `{name}` {:?}, found {:?}", value.dims(), weight.dims());
                 return Err(Error::BadInput { name: grad_name.into(), problem });
@@ -119,7 +139,7 @@ pub fn run_module(
         results.insert(name.to_string(), value);
     }
     if loss_terms.is_empty() {
-        return Ok(results);
+        return on_cpu(results);
     }
 
     let loss = loss_terms.iter().skip(1).try_fold(loss_terms[0].clone(), |acc, t| acc + t)?;
@@ -139,7 +159,12 @@ pub fn run_module(
     for (name, p) in &parameters {
         results.insert(format!("grad.{name}"), grad_or_zeros(p)?);
     }
-    Ok(results)
+    on_cpu(results)
+}
+
+/// The results moved to the CPU, where they are compared and saved.
+fn on_cpu(results: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    results.into_iter().map(|(k, v)| Ok((k, v.to_device(&Device::Cpu)?))).collect()
 }
 
 /// A float input converted to the run's dtype; integer tensors are refused.

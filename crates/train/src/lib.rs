@@ -2,11 +2,12 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod checkpoint;
 pub mod commands;
 pub mod compare;
+pub mod device;
 pub mod error;
 pub mod forward;
-pub mod checkpoint;
 pub mod generate;
 pub mod metrics;
 pub mod model;

@@ -331,6 +331,30 @@ impl LanguageModel {
     /// `None`); `train` turns dropout on. Returns the logits (T*N, V) with time-major rows (row
     /// `t*N + n` is sequence `n` at step `t`, as d2l lays them out) and the final state.
     pub fn forward(&self, tokens: &Tensor, state: Option<&State>, train: bool) -> Result<(Tensor, State)> {
+        let (y, state) = self.features(tokens, state, train)?;
+        let logits = y.matmul(&self.decoder_weight.t()?)?.broadcast_add(&self.decoder_bias)?;
+        Ok((logits, state))
+    }
+
+    /// The mean cross-entropy of the logits [`Self::forward`] would return against `targets`
+    /// ((T*N,) time-major class indices), and the final state. The decoder and the loss run as
+    /// one op ([`seqmodels::loss::linear_cross_entropy`]): the logits never enter the autodiff
+    /// graph, which saves several passes over them in training (the trainer and `seqlm bench`
+    /// use this).
+    pub fn loss(
+        &self,
+        tokens: &Tensor,
+        targets: &Tensor,
+        state: Option<&State>,
+        train: bool,
+    ) -> Result<(Tensor, State)> {
+        let (y, state) = self.features(tokens, state, train)?;
+        let loss = seqmodels::loss::linear_cross_entropy(&y, &self.decoder_weight, &self.decoder_bias, targets)?;
+        Ok((loss, state))
+    }
+
+    /// Everything before the decoder: its input (T*N, D*H_out), time-major, and the final state.
+    fn features(&self, tokens: &Tensor, state: Option<&State>, train: bool) -> Result<(Tensor, State)> {
         let (n, t) = match tokens.dims() {
             &[n, t] if n > 0 && t > 0 => (n, t),
             d => {
@@ -378,8 +402,7 @@ impl LanguageModel {
             y = self.dropout.apply(&y)?;
         }
         let y = y.reshape((t * n, self.cfg.decoder_input_size()))?;
-        let logits = y.matmul(&self.decoder_weight.t()?)?.broadcast_add(&self.decoder_bias)?;
-        Ok((logits, State { h: out.h_n, c: out.c_n }))
+        Ok((y, State { h: out.h_n, c: out.c_n }))
     }
 }
 

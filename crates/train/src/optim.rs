@@ -127,6 +127,10 @@ impl Optimizer {
             let Some(grad) = grads.get(var.as_tensor()) else { continue };
             let p = var.as_tensor();
             match c.kind {
+                OptimizerKind::Sgd if c.weight_decay == 0.0 && c.momentum == 0.0 && sgd_in_place(p, grad) => {
+                    // Plain SGD on the CPU: p -= lr * g in one pass, no temporaries.
+                    p.inplace_op2(grad, &SgdStep { lr })?;
+                }
                 OptimizerKind::Sgd => {
                     let mut d = if c.weight_decay > 0.0 { (grad + (p * c.weight_decay)?)? } else { grad.clone() };
                     if c.momentum > 0.0 {
@@ -211,6 +215,50 @@ impl Optimizer {
     }
 }
 
+/// Whether [`SgdStep`] can update `p` with `grad`: both contiguous f32 or f64 on the CPU.
+fn sgd_in_place(p: &Tensor, grad: &Tensor) -> bool {
+    p.device().is_cpu()
+        && grad.device().is_cpu()
+        && matches!(p.dtype(), DType::F32 | DType::F64)
+        && grad.dtype() == p.dtype()
+        && p.is_contiguous()
+        && grad.is_contiguous()
+        && p.shape() == grad.shape()
+}
+
+/// `p -= lr * g` in place, rounding as the composed `p - (g * lr)` does (same results, bit for bit).
+struct SgdStep {
+    lr: f64,
+}
+
+impl candle_core::InplaceOp2 for SgdStep {
+    fn name(&self) -> &'static str {
+        "seqmodels-sgd-step"
+    }
+
+    fn cpu_fwd(
+        &self,
+        p: &mut candle_core::CpuStorage,
+        pl: &candle_core::Layout,
+        g: &candle_core::CpuStorage,
+        gl: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::CpuStorage::{F32, F64};
+        let (Some((p0, p1)), Some((g0, g1))) = (pl.contiguous_offsets(), gl.contiguous_offsets()) else {
+            candle_core::bail!("sgd step: parameter and gradient must be contiguous")
+        };
+        match (p, g) {
+            (F32(p), F32(g)) => {
+                let lr = self.lr as f32;
+                p[p0..p1].iter_mut().zip(&g[g0..g1]).for_each(|(p, g)| *p -= *g * lr);
+            }
+            (F64(p), F64(g)) => p[p0..p1].iter_mut().zip(&g[g0..g1]).for_each(|(p, g)| *p -= *g * self.lr),
+            _ => candle_core::bail!("sgd step: expected f32 or f64 parameter and gradient of one dtype"),
+        }
+        Ok(())
+    }
+}
+
 /// The global L2 norm of the gradients of `params` (those without a gradient count as zero).
 pub fn grad_norm(grads: &GradStore, params: &[(String, Var)]) -> Result<f64> {
     let mut sums = Vec::with_capacity(params.len());
@@ -285,5 +333,21 @@ mod tests {
         let norm = clip_grad_norm(&mut grads, &params, 1.0).unwrap();
         assert!((norm - 5.0).abs() < 1e-6);
         assert!((grad_norm(&grads, &params).unwrap() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn plain_sgd_in_place_equals_the_composed_update_bit_for_bit() {
+        for dtype in [DType::F32, DType::F64] {
+            let p0 = Tensor::randn(0f32, 1.0, (37, 11), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let w = Var::from_tensor(&p0).unwrap();
+            let target = Tensor::randn(0f32, 1.0, (37, 11), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let loss = (w.as_tensor() * &target).unwrap().sum_all().unwrap(); // gradient: target
+            let grads = loss.backward().unwrap();
+            let mut opt = Optimizer::new(vec![("w".into(), w.clone())], OptimConfig::new(OptimizerKind::Sgd)).unwrap();
+            opt.step(&grads, 0.37).unwrap();
+            let expected = (&p0 - (&target * 0.37).unwrap()).unwrap();
+            let bits = |t: &Tensor| t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            assert_eq!(bits(w.as_tensor()), bits(&expected), "{dtype:?}");
+        }
     }
 }

@@ -220,8 +220,8 @@ pub fn evaluate(model: &LanguageModel, ids: &[u32], batch: usize, steps: usize) 
         }
         let x = Tensor::from_vec(x, (rows, w), &device)?;
         let y = Tensor::from_vec(y, (rows, w), &device)?.t()?.contiguous()?.flatten_all()?;
-        let (logits, s) = model.forward(&x, state.as_ref(), false)?;
-        let loss = seqmodels::loss::cross_entropy(&logits, &y)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let (loss, s) = model.loss(&x, &y, state.as_ref(), false)?;
+        let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         loss_sum += loss * (rows * w) as f64;
         count += rows * w;
         state = Some(detach(&s));
@@ -483,8 +483,7 @@ impl Trainer {
             let x = Tensor::from_slice(&b.inputs, (n, t), &device)?;
             let y = Tensor::from_slice(&b.targets, (n, t), &device)?.t()?.contiguous()?.flatten_all()?;
             let state = if sequential { self.carry.as_ref() } else { None };
-            let (logits, new_state) = self.model.forward(&x, state, true)?;
-            let loss = seqmodels::loss::cross_entropy(&logits, &y)?;
+            let (loss, new_state) = self.model.loss(&x, &y, state, true)?;
             let loss_v = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             if !loss_v.is_finite() {
                 return Err(Error::NonFinite { what: "loss", value: loss_v, step, epoch, batch: i + 1 });

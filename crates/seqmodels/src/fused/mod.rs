@@ -9,8 +9,10 @@
 //! tensors in candle's graph, whose backward would zero-fill and add each of them.
 //! [`crate::cell::step`] is the specification these kernels are tested against.
 
+#[cfg(feature = "cuda")]
+mod cuda;
 mod fast_math;
-mod gemm;
+pub(crate) mod gemm;
 mod gru;
 mod lstm;
 #[cfg(target_arch = "x86_64")]
@@ -62,7 +64,8 @@ struct FusedRecurrence {
     state_grad: bool,
     /// Features of the layer input.
     input_size: usize,
-    /// `Saved<f32>` or `Saved<f64>`, written by the forward pass, read by backward.
+    /// `Saved<f32>` or `Saved<f64>` (on CUDA `Arc<cuda::CudaSaved>`), written by the forward pass,
+    /// read by backward.
     saved: Mutex<Option<Box<dyn Any + Send + Sync>>>,
 }
 
@@ -215,6 +218,20 @@ impl CustomOp3 for FusedRecurrence {
         }
     }
 
+    /// f32 on CUDA: cuBLAS products and the elementwise kernels of `cuda/kernels.cu`.
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::forward(self, s1, l1, s2, l2, s3, l3)
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -223,6 +240,10 @@ impl CustomOp3 for FusedRecurrence {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            return cuda::backward(self, x, params, grad_res);
+        }
         match x.dtype() {
             DType::F32 => {
                 let run: BackwardRunner<f32> = if self.threaded() { threaded_backward } else { generic_backward };
@@ -234,9 +255,26 @@ impl CustomOp3 for FusedRecurrence {
     }
 }
 
-/// Whether the fused kernels can run this tensor (CPU, f32 or f64).
-pub(crate) fn supports(t: &Tensor) -> bool {
+/// Whether [`crate::Implementation::Auto`] runs the fused kernels on this tensor: CPU, f32 or
+/// f64. On CUDA, Auto keeps the composed path until the CUDA kernels have been checked on a GPU
+/// (docs/cuda.md); [`crate::Implementation::Fused`] asks for them explicitly.
+pub(crate) fn chosen_by_default(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// Whether the fused kernels can run this tensor at all (CPU f32/f64; CUDA f32 with the `cuda`
+/// feature).
+pub(crate) fn supports(t: &Tensor) -> bool {
+    chosen_by_default(t) || cuda_supports(t)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_supports(t: &Tensor) -> bool {
+    cuda::supports(t)
+}
+#[cfg(not(feature = "cuda"))]
+fn cuda_supports(_: &Tensor) -> bool {
+    false
 }
 
 /// Runs one direction of one layer with the fused kernel on the layer input `x` (T, N, I),

@@ -5,17 +5,17 @@ use anyhow::Context;
 use seqmodels::Implementation;
 
 use crate::bench::{run_bench, Arch, BenchConfig};
+use crate::device::DeviceChoice;
 
 /// The recurrence's implementation, as chosen on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImplArg {
-    /// The fused kernels where they run (on the CPU, always here), else the composed path.
+    /// The fused kernels on the CPU; the composed path on CUDA (until the CUDA kernels are verified).
     #[default]
     Auto,
-    /// The fused whole-sequence kernels (an error where they cannot run).
+    /// The fused whole-sequence kernels, CPU or CUDA (an error where they cannot run).
     Fused,
-    /// Candle ops per time step, differentiated by autodiff (the readable specification); not yet
-    /// available here: the language model does not pass the choice on to its layers yet.
+    /// Candle ops per time step, differentiated by autodiff (the readable specification).
     Composed,
 }
 
@@ -32,7 +32,7 @@ impl From<ImplArg> for Implementation {
 /// What `seqlm bench --help` prints after the options.
 const AFTER_HELP: &str = "\
 Model: embedding (V, E) -> L recurrent layers (hidden H) -> linear decoder (H -> V) -> cross-entropy, \
-f32 on the CPU, PyTorch's default initialisation seeded with --seed, zero initial state.
+f32 on --device (default the CPU), PyTorch's default initialisation seeded with --seed, zero initial state.
 Tokens: warmup + iters random batches drawn before timing (rows of T+1 uniform tokens; inputs the \
 first T, labels the last T).
 Training: --warmup untimed, then --iters timed iterations of forward, loss, backward and SGD step \
@@ -81,14 +81,18 @@ pub struct BenchArgs {
     /// SGD learning rate (as torch.optim.SGD; no momentum, no clipping).
     #[arg(long, default_value_t = 1.0)]
     pub lr: f64,
-    /// Implementation of the recurrence: auto (the fused kernels on the CPU), fused or composed.
+    /// Implementation of the recurrence: auto (the fused kernels on the CPU, composed on CUDA), fused
+    /// or composed.
     #[arg(long = "impl", value_enum, default_value_t = ImplArg::Auto)]
     pub implementation: ImplArg,
+    /// Where the model runs: cpu, cuda or cuda:N (needs a build with the `cuda` feature).
+    #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu")]
+    pub device: DeviceChoice,
     /// Worker threads: sets RAYON_NUM_THREADS, which candle and the fused kernels read.
     /// Default: RAYON_NUM_THREADS if set, else the physical cores this process may use (as PyTorch).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Print one JSON line ({"arch", "impl", "train_tokens_per_s", "infer_tokens_per_s", "threads",
+    /// Print one JSON line ({"arch", "impl", "device", "train_tokens_per_s", "infer_tokens_per_s", "threads",
     /// "train_ms_median", "infer_ms_median", "train_gflops_per_s", "infer_gflops_per_s", "loss",
     /// and the configuration}) instead of a readable line.
     #[arg(long)]
@@ -111,6 +115,7 @@ impl BenchArgs {
             seed: self.seed,
             lr: self.lr,
             implementation: self.implementation.into(),
+            device: self.device,
         }
     }
 }

@@ -6,7 +6,8 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::checkpoint;
-use crate::commands::train::{parse_device, read_corpus};
+use crate::commands::train::read_corpus;
+use crate::device::DeviceChoice;
 use crate::error::Error;
 use crate::trainer::evaluate;
 
@@ -39,7 +40,7 @@ pub struct EvalArgs {
     pub json: bool,
     /// Device: cpu, or cuda / cuda:N in a CUDA build of candle.
     #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceChoice,
 }
 
 /// The JSON line of `seqlm eval --json`.
@@ -53,7 +54,7 @@ pub struct EvalReport {
 
 /// Runs `seqlm eval`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let device = parse_device(&args.device)?;
+    let device = args.device.open()?;
     if args.batch == 0 {
         return Err(Error::option("batch", "at least 1", 0).into());
     }

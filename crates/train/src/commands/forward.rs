@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use seqmodels::{state_dict::read_safetensors, ModuleSpec};
 
+use crate::commands::bench::ImplArg;
 use crate::compare::{compare, Tolerances};
-use crate::forward::{run_module, Mode};
+use crate::device::DeviceChoice;
+use crate::forward::{run_module, Mode, RunOptions};
 
 /// Arguments of `seqlm forward`.
 #[derive(Debug, clap::Args)]
@@ -35,6 +37,13 @@ pub struct ForwardArgs {
     /// (1e-5 for outputs, 1e-4 for gradients in f32; 1e-10 / 1e-9 in f64).
     #[arg(long)]
     pub compare: Option<PathBuf>,
+    /// Where the module runs: cpu, cuda or cuda:N (needs a build with the `cuda` feature).
+    #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Implementation of the recurrence of layers: auto (the fused kernels on the CPU, composed on
+    /// CUDA), fused or composed.
+    #[arg(long = "impl", value_enum, default_value_t = ImplArg::Auto)]
+    pub implementation: ImplArg,
 }
 
 /// Runs `seqlm forward`.
@@ -43,7 +52,8 @@ pub fn run(args: &ForwardArgs) -> anyhow::Result<()> {
     let weights = read_safetensors(&args.weights).context("reading --weights")?;
     let inputs = read_safetensors(&args.inputs).context("reading --inputs")?;
     let mode = if args.train { Mode::Train { seed: args.seed } } else { Mode::Eval };
-    let results = run_module(&spec, weights, &inputs, mode)
+    let options = RunOptions { mode, device: args.device.open()?, implementation: args.implementation.into() };
+    let results = run_module(&spec, weights, &inputs, &options)
         .with_context(|| format!("running {} on {}", args.config.display(), args.inputs.display()))?;
     let named: Vec<_> = results.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     seqmodels::save_state_dict(&named, "", &args.out).context("writing --out")?;

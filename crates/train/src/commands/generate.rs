@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::checkpoint;
-use crate::commands::train::parse_device;
+use crate::device::DeviceChoice;
 use crate::error::Error;
 use crate::generate::{generate, SamplingOptions};
 
@@ -37,12 +37,12 @@ pub struct GenerateArgs {
     pub seed: u64,
     /// Device: cpu, or cuda / cuda:N in a CUDA build of candle.
     #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceChoice,
 }
 
 /// Runs `seqlm generate`: prints the prefix (as tokenized) followed by the continuation.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    let device = parse_device(&args.device)?;
+    let device = args.device.open()?;
     let options =
         SamplingOptions { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
     options.validate()?;

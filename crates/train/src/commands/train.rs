@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use candle_core::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use seqmodels::{CellKind, RnnConfig};
 use seqmodels_data::{named_corpus, Cleaning, CorpusLocator, Sampling};
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use super::corpus::{CleanArg, TokenizerArg};
 
 use crate::checkpoint::{self, CheckpointConfig};
+use crate::device::DeviceChoice;
 use crate::error::Error;
 use crate::generate::{generate, SamplingOptions};
 use crate::metrics::{self, EpochMetrics};
@@ -193,7 +193,7 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     /// Device: cpu, or cuda / cuda:N in a CUDA build of candle.
     #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu", help_heading = "Training")]
-    pub device: String,
+    pub device: DeviceChoice,
 
     // ---- run directory and output
     /// Run directory (metrics.jsonl, perplexity.png, checkpoint/) [default: runs/CORPUS-MODEL,
@@ -255,20 +255,6 @@ pub struct Prepared {
     pub test: Option<Vec<u32>>,
     /// Tokens in the whole corpus.
     pub corpus_tokens: usize,
-}
-
-/// Parses `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(s: &str) -> anyhow::Result<Device> {
-    let ordinal = match s {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => n,
-            _ => bail!("invalid --device {other:?}: expected cpu, cuda or cuda:N"),
-        },
-    };
-    Device::new_cuda(ordinal)
-        .with_context(|| format!("cannot use --device {s}: this seqlm was built without CUDA, or there is no such GPU"))
 }
 
 /// Reads the text of a corpus name or file (named corpora: `$SEQMODELS_DATA`, else
@@ -604,7 +590,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if args.checkpoint_every == 0 {
         return Err(Error::option("checkpoint-every", "at least 1", 0).into());
     }
-    let device = parse_device(&args.device)?;
+    let device = args.device.open()?;
     let started = Instant::now();
 
     // ---- build or restore the trainer

@@ -1,4 +1,5 @@
-//! Softmax cross-entropy as one candle op with its own backward.
+//! Softmax cross-entropy as one candle op with its own backward, and the same fused with the
+//! linear decoder that produces the logits ([`linear_cross_entropy`], in `linear.rs`).
 //!
 //! `candle_nn::loss::cross_entropy` composes log-softmax and a gather: several passes over the
 //! (rows x vocabulary) logits, each allocating a tensor of that size, in forward and again in
@@ -13,6 +14,9 @@ use candle_core::{CpuStorage, DType, Layout, Shape, Storage, Tensor};
 use crate::error::{Error, Result};
 use crate::fused::real::{Activation, Exact, Fast, Real};
 
+mod linear;
+pub use linear::linear_cross_entropy;
+
 /// Mean over rows of `-log softmax(logits)[target]`, as PyTorch's `F.cross_entropy`.
 ///
 /// `logits`: (M, V) f32 or f64; `targets`: (M,) integer class indices in `0..V`. On the CPU this
@@ -22,23 +26,38 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         &[m, v] if m > 0 && v > 0 => (m, v),
         dims => return Err(Error::shape("logits", "(M, V) with M, V >= 1", dims)),
     };
-    if targets.dims() != [rows] || targets.dtype().is_float() {
-        return Err(Error::shape("targets", format!("({rows},) integer class indices"), targets.dims()));
-    }
+    check_targets(targets, rows)?;
     if !logits.device().is_cpu() || !matches!(logits.dtype(), DType::F32 | DType::F64) {
         return Ok(candle_nn::loss::cross_entropy(logits, targets)?);
     }
-    let targets: Vec<u32> = targets.to_dtype(DType::U32)?.to_vec1()?;
-    if let Some((row, &t)) = targets.iter().enumerate().find(|(_, &t)| t as usize >= classes) {
-        return Err(Error::shape("targets", format!("class indices below {classes}; targets[{row}] = {t}"), &[rows]));
-    }
-    let op = SoftmaxCrossEntropy { targets, classes };
+    let op = SoftmaxCrossEntropy::new(targets, rows, classes)?;
     Ok(logits.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(op)))?)
 }
 
+/// Refuses targets that are not `rows` integer class indices.
+fn check_targets(targets: &Tensor, rows: usize) -> Result<()> {
+    if targets.dims() != [rows] || targets.dtype().is_float() {
+        return Err(Error::shape("targets", format!("({rows},) integer class indices"), targets.dims()));
+    }
+    Ok(())
+}
+
+/// The row-wise softmax cross-entropy of `targets.len()` rows of `classes` logits.
 struct SoftmaxCrossEntropy {
     targets: Vec<u32>,
     classes: usize,
+}
+
+impl SoftmaxCrossEntropy {
+    /// Reads the targets; each must be below `classes`.
+    fn new(targets: &Tensor, rows: usize, classes: usize) -> Result<Self> {
+        let targets: Vec<u32> = targets.to_dtype(DType::U32)?.to_vec1()?;
+        if let Some((row, &t)) = targets.iter().enumerate().find(|(_, &t)| t as usize >= classes) {
+            let expected = format!("class indices below {classes}; targets[{row}] = {t}");
+            return Err(Error::shape("targets", expected, &[rows]));
+        }
+        Ok(SoftmaxCrossEntropy { targets, classes })
+    }
 }
 
 /// log(sum(exp(row))), computed as max + log(sum(exp(x - max))).
@@ -89,16 +108,48 @@ impl SoftmaxCrossEntropy {
     /// d loss / d logits = scale * (softmax - one_hot(target)), scale = grad / M, the rows split
     /// between candle's pool threads.
     fn gradient<T: Real>(&self, logits: &[T], part: impl Fn(&[T], &mut [T], Range<usize>) + Sync) -> Vec<T> {
-        let (rows, v) = (self.targets.len(), self.classes);
         let mut grad = vec![T::zero(); logits.len()];
+        self.on_rows_mut(&mut grad, |out, r| part(logits, out, r));
+        grad
+    }
+
+    /// Runs `part(rows of buf, rows)` on the row chunks of `buf` (rows x classes) in parallel.
+    fn on_rows_mut<T: Send>(&self, buf: &mut [T], part: impl Fn(&mut [T], Range<usize>) + Sync) {
+        let rows = self.targets.len();
         let chunk = rows.div_ceil(row_chunks(rows));
-        let slots: Vec<Mutex<&mut [T]>> = grad.chunks_mut(chunk * v).map(Mutex::new).collect();
+        let slots: Vec<Mutex<&mut [T]>> = buf.chunks_mut(chunk * self.classes).map(Mutex::new).collect();
         on_row_chunks(rows, |r| {
             let mut out = slots[r.start / chunk].lock().unwrap_or_else(|e| e.into_inner());
-            part(logits, &mut out, r);
+            part(&mut out, r);
         });
-        drop(slots);
-        grad
+    }
+
+    /// Replaces `rows` of logits (`buf` holds exactly those rows) by their gradient,
+    /// scale * (softmax - one_hot(target)).
+    #[inline(always)]
+    fn gradient_rows_in_place<T: Real, A: Activation<T>>(&self, buf: &mut [T], rows: Range<usize>, scale: T) {
+        for (r, row) in rows.zip(buf.chunks_exact_mut(self.classes)) {
+            let lse = log_sum_exp::<T, A>(row);
+            row.iter_mut().for_each(|x| *x = scale * A::exp(*x - lse));
+            row[self.targets[r] as usize] -= scale;
+        }
+    }
+
+    /// [`Self::gradient_rows_in_place`] over all rows, in parallel (f64, or any float).
+    fn gradient_in_place<T: Real>(&self, logits: &mut [T], scale: T) {
+        self.on_rows_mut(logits, |buf, r| self.gradient_rows_in_place::<T, Exact>(buf, r, scale))
+    }
+
+    /// [`Self::gradient_in_place`] for f32, with the AVX-512 pass where present.
+    fn gradient_in_place_f32(&self, logits: &mut [f32], scale: f32) {
+        self.on_rows_mut(logits, |buf, r| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected.
+                return unsafe { gradient_rows_in_place_avx512(self, buf, r, scale) };
+            }
+            self.gradient_rows_in_place::<f32, Exact>(buf, r, scale)
+        })
     }
 
     fn loss_f32(&self, logits: &[f32]) -> f32 {
@@ -166,6 +217,12 @@ unsafe fn gradient_rows_avx512(
     scale: f32,
 ) {
     op.gradient_rows::<f32, Fast>(logits, out, rows, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gradient_rows_in_place_avx512(op: &SoftmaxCrossEntropy, buf: &mut [f32], rows: Range<usize>, scale: f32) {
+    op.gradient_rows_in_place::<f32, Fast>(buf, rows, scale)
 }
 
 fn cpu_slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {

@@ -1,0 +1,213 @@
+//! The decoder of a language model and its loss as one op: `cross_entropy(x W^T + b, targets)`.
+//!
+//! With a 10,000-word vocabulary the logits of a minibatch are (M x 10,000): 16 MB for M = 400.
+//! Built from candle ops, every such tensor costs more than its arithmetic: the bias is added in
+//! a pass of its own, and in backward candle's autodiff zero-fills a gradient buffer for each
+//! node before adding into it (the logits, the product before the bias, the transposed weight).
+//! This op computes the logits into its own buffer with one GEMM (bias as the initial value),
+//! keeps them for backward, overwrites them there with d loss / d logits, and returns dx, dW
+//! and db from three GEMMs: no tensor of the logits' size passes through the autodiff graph.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+
+use super::{check_targets, cpu_slice, cross_entropy, SoftmaxCrossEntropy};
+use crate::error::{Error, Result};
+use crate::fused::gemm::{matmul, Stored};
+use crate::fused::real::Real;
+
+/// Mean over rows of `-log softmax(x W^T + b)[target]`: PyTorch's
+/// `F.cross_entropy(F.linear(x, weight, bias), targets)`, with gradients for `x`, `weight` and
+/// `bias`.
+///
+/// `x`: (M, K); `weight`: (V, K); `bias`: (V,); `targets`: (M,) integer class indices in `0..V`.
+/// On the CPU (f32, f64) this is one fused op (see the module docs); elsewhere the composition
+/// of candle's matmul with [`cross_entropy`].
+pub fn linear_cross_entropy(x: &Tensor, weight: &Tensor, bias: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (rows, features) = match x.dims() {
+        &[m, k] if m > 0 && k > 0 => (m, k),
+        dims => return Err(Error::shape("x", "(M, K) with M, K >= 1", dims)),
+    };
+    let classes = match weight.dims() {
+        &[v, k] if v > 0 && k == features => v,
+        dims => return Err(Error::shape("weight", format!("(V, {features}) with V >= 1"), dims)),
+    };
+    if bias.dims() != [classes] {
+        return Err(Error::shape("bias", format!("({classes},)"), bias.dims()));
+    }
+    check_targets(targets, rows)?;
+    let same_dtype = weight.dtype() == x.dtype() && bias.dtype() == x.dtype();
+    if !x.device().is_cpu() || !same_dtype || !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return cross_entropy(&x.matmul(&weight.t()?)?.broadcast_add(bias)?, targets);
+    }
+    let op = LinearCrossEntropy {
+        loss: SoftmaxCrossEntropy::new(targets, rows, classes)?,
+        features,
+        save: x.track_op() || weight.track_op() || bias.track_op(),
+        logits: Mutex::new(None),
+    };
+    let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
+    Ok(x.apply_op3_arc(&weight, &bias, Arc::new(Box::new(op)))?)
+}
+
+struct LinearCrossEntropy {
+    loss: SoftmaxCrossEntropy,
+    /// K, the size of each row of x.
+    features: usize,
+    /// Whether to keep the logits for backward (only when a gradient can flow).
+    save: bool,
+    /// The logits (`Vec<f32>` or `Vec<f64>`), kept by forward; backward turns them into the
+    /// gradient in place and drops them.
+    logits: Mutex<Option<Box<dyn Any + Send + Sync>>>,
+}
+
+impl LinearCrossEntropy {
+    fn threads() -> usize {
+        candle_core::utils::get_num_threads()
+    }
+
+    /// logits = x W^T + b (one GEMM, the bias as its initial value), then the mean loss.
+    fn forward<T: Real>(&self, x: &[T], w: &[T], b: &[T], loss: impl Fn(&[T]) -> T) -> T {
+        let (m, v, k) = (self.loss.targets.len(), self.loss.classes, self.features);
+        let mut logits = b.repeat(m);
+        matmul((m, v, k), &mut logits, true, x, Stored::AsIs, w, Stored::Transposed, Self::threads());
+        let value = loss(&logits);
+        if self.save {
+            *self.logits.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(logits));
+        }
+        value
+    }
+
+    /// dx = G W, dW = G^T x, db = column sums of G, with G = d loss / d logits computed in place
+    /// over the kept logits by `gradient`.
+    fn backward<T: Real>(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gradient: impl Fn(&mut [T]),
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let kept = self.logits.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut g) = kept.and_then(|l| l.downcast::<Vec<T>>().ok()).map(|l| *l) else {
+            candle_core::bail!("linear cross entropy: backward without kept logits (a second backward?)")
+        };
+        gradient(&mut g);
+        let (m, v, k, threads) = (self.loss.targets.len(), self.loss.classes, self.features, Self::threads());
+        let (x_storage, x_layout) = x.storage_and_layout();
+        let (w_storage, w_layout) = w.storage_and_layout();
+        let (Storage::Cpu(xs), Storage::Cpu(ws)) = (&*x_storage, &*w_storage) else {
+            candle_core::bail!("linear cross entropy: inputs left the CPU")
+        };
+        let (xv, wv) = (cpu_slice::<T>(xs, x_layout)?, cpu_slice::<T>(ws, w_layout)?);
+        let mut dx = vec![T::zero(); m * k];
+        matmul((m, k, v), &mut dx, false, &g, Stored::AsIs, wv, Stored::AsIs, threads);
+        let mut dw = vec![T::zero(); v * k];
+        matmul((v, k, m), &mut dw, false, &g, Stored::Transposed, xv, Stored::AsIs, threads);
+        let mut db = vec![T::zero(); v];
+        matmul((1, v, m), &mut db, false, &vec![T::one(); m], Stored::AsIs, &g, Stored::AsIs, threads);
+        let device = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, (m, k), device)?),
+            Some(Tensor::from_vec(dw, (v, k), device)?),
+            Some(Tensor::from_vec(db, v, device)?),
+        ))
+    }
+}
+
+impl CustomOp3 for LinearCrossEntropy {
+    fn name(&self) -> &'static str {
+        "seqmodels-linear-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let storage = match s1 {
+            CpuStorage::F32(_) => {
+                let (x, w, b) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
+                CpuStorage::F32(vec![self.forward::<f32>(x, w, b, |l| self.loss.loss_f32(l))])
+            }
+            CpuStorage::F64(_) => {
+                let (x, w, b) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
+                let loss = |l: &[f64]| self.loss.loss(l, |l, r| self.loss.loss_rows::<f64, super::Exact>(l, r));
+                CpuStorage::F64(vec![self.forward::<f64>(x, w, b, loss)])
+            }
+            _ => candle_core::bail!("linear cross entropy: expected f32 or f64"),
+        };
+        Ok((storage, Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let rows = self.loss.targets.len() as f64;
+        let scale = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()? / rows;
+        match x.dtype() {
+            DType::F32 => self.backward::<f32>(x, w, |g| self.loss.gradient_in_place_f32(g, scale as f32)),
+            DType::F64 => self.backward::<f64>(x, w, |g| self.loss.gradient_in_place(g, scale)),
+            other => candle_core::bail!("linear cross entropy: expected f32 or f64, found {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor, Var};
+
+    /// The fused op against matmul + bias + [`super::cross_entropy`], in value and in the
+    /// gradients of x, W and b; 203 rows split between the pool's threads.
+    #[test]
+    fn matches_the_composition() {
+        for dtype in [DType::F32, DType::F64] {
+            let device = Device::Cpu;
+            let var = |shape: (usize, usize)| {
+                Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &device).unwrap().to_dtype(dtype).unwrap()).unwrap()
+            };
+            let (x, w) = (var((203, 17)), var((61, 17)));
+            let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 61, &device).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let targets =
+                Tensor::from_vec((0..203u32).map(|i| (i * 13) % 61).collect::<Vec<_>>(), 203, &device).unwrap();
+            let fused = super::linear_cross_entropy(&x, &w, &b, &targets).unwrap();
+            let logits = x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
+            let composed = super::cross_entropy(&logits, &targets).unwrap();
+            let value = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            assert!((value(&fused) - value(&composed)).abs() < 1e-5, "{dtype:?}");
+            let (gf, gc) = (
+                fused.affine(3.0, 0.0).unwrap().backward().unwrap(),
+                composed.affine(3.0, 0.0).unwrap().backward().unwrap(),
+            );
+            for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
+                let diff = (gf.get(v).unwrap() - gc.get(v).unwrap()).unwrap().abs().unwrap();
+                let max = value(&diff.max_all().unwrap());
+                assert!(max < 1e-5, "{dtype:?} {name}: gradient differs by {max}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        let device = Device::Cpu;
+        let x = Tensor::zeros((4, 3), DType::F32, &device).unwrap();
+        let w = Tensor::zeros((5, 2), DType::F32, &device).unwrap();
+        let b = Tensor::zeros(5, DType::F32, &device).unwrap();
+        let t = Tensor::new(&[0u32, 1, 2, 3], &device).unwrap();
+        let msg = super::linear_cross_entropy(&x, &w, &b, &t).unwrap_err().to_string();
+        assert!(msg.contains("weight") && msg.contains("(V, 3)"), "{msg}");
+        let w = Tensor::zeros((5, 3), DType::F32, &device).unwrap();
+        let t = Tensor::new(&[0u32, 1, 5, 3], &device).unwrap();
+        let msg = super::linear_cross_entropy(&x, &w, &b, &t).unwrap_err().to_string();
+        assert!(msg.contains("targets[2] = 5"), "{msg}");
+    }
+}
