@@ -15,8 +15,9 @@
 # Every part runs even if an earlier one failed; the exit status is 1 when any part failed. The
 # last lines are a summary. Environment: PYTHON (default python3), PARITY_TRIALS (default 40),
 # OUT (a folder for logs; default a temporary one), ITERS_A / ITERS_LARGE (timed iterations,
-# default 20 / 10), DEVICE (default cuda; `DEVICE=cpu PARITY_TRIALS=2 ITERS_A=2 ITERS_LARGE=1` is a
-# dry run of this script on a machine without a GPU).
+# default 20 / 10), WARMUP (untimed iterations, default 3), DEVICE (default cuda;
+# `DEVICE=cpu PARITY_TRIALS=2 ITERS_A=2 ITERS_LARGE=1 WARMUP=0` is a dry run of this script on a
+# machine without a GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,7 @@ TRIALS=${PARITY_TRIALS:-40}
 DEVICE=${DEVICE:-cuda}
 ITERS_A=${ITERS_A:-20}
 ITERS_LARGE=${ITERS_LARGE:-10}
+WARMUP=${WARMUP:-3}
 LOGS=${OUT:-$(mktemp -d)}
 mkdir -p "$LOGS"
 export PYTHONUNBUFFERED=1
@@ -109,7 +111,7 @@ for impl in ("composed", "fused"):
     r = runs[impl]
     print(f"{sys.argv[2]} {impl:>8}: train {r['train_tokens_per_s']:>10.0f} tok/s ({r['train_tokens_per_s'] / torch['train_tokens_per_s']:.2f}x torch), "
           f"infer {r['infer_tokens_per_s']:>10.0f} tok/s ({r['infer_tokens_per_s'] / torch['infer_tokens_per_s']:.2f}x torch)")
-print(f"{sys.argv[2]}    torch: train {torch['train_tokens_per_s']:>10.0f} tok/s, infer {torch['infer_tokens_per_s']:>10.0f} tok/s (cuDNN)")
+print(f"{sys.argv[2]}    torch: train {torch['train_tokens_per_s']:>10.0f} tok/s, infer {torch['infer_tokens_per_s']:>10.0f} tok/s ({torch['device']}, cuDNN on CUDA)")
 EOF
 }
 
@@ -118,9 +120,9 @@ run_part fixtures-fused fixtures fused
 run_part parity-composed "$PYTHON" scripts/parity.py --random "$TRIALS" --seed 7 --seqlm "$SEQLM" --device "$DEVICE" --impl composed
 run_part parity-fused "$PYTHON" scripts/parity.py --random "$TRIALS" --seed 8 --seqlm "$SEQLM" --device "$DEVICE" --impl fused
 run_part train-cpu-vs-cuda train_check
-run_part bench-a bench a --arch lstm --vocab 28 --embed 28 --hidden 256 --layers 1 --batch 32 --steps 35 --iters "$ITERS_A"
+run_part bench-a bench a --arch lstm --vocab 28 --embed 28 --hidden 256 --layers 1 --batch 32 --steps 35 --iters "$ITERS_A" --warmup "$WARMUP"
 run_part bench-large bench large --arch lstm --vocab 10000 --embed 512 --hidden 1024 --layers 2 --batch 64 \
-    --steps 100 --iters "$ITERS_LARGE"
+    --steps 100 --iters "$ITERS_LARGE" --warmup "$WARMUP"
 
 echo "== summary (logs in $LOGS)"
 status=0
