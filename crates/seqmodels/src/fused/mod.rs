@@ -145,13 +145,13 @@ impl FusedRecurrence {
         };
         let d = &self.dims;
         let (tn, g, i) = (d.seq_len * d.batch, d.gates(), self.input_size);
-        let dresult = grad_res.flatten_all()?.to_vec1::<T>()?;
-        let params_v = params.flatten_all()?.to_vec1::<T>()?;
+        // Read in place where contiguous: the parameters alone are megabytes.
+        let (dresult, params_v, x_v) = (host_slice::<T>(grad_res)?, host_slice::<T>(params)?, host_slice::<T>(x)?);
+        let (dresult, params_v, x_v) = (dresult.get()?, params_v.get()?, x_v.get()?);
         let head = self.input_params_len();
-        let grads = run(&self.sequence(), &dresult, &params_v[head..], saved);
+        let grads = run(&self.sequence(), dresult, &params_v[head..], saved);
         // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x,
         // db_ih = column sums of dgi.
-        let x_v = x.flatten_all()?.to_vec1::<T>()?;
         let mut dx = vec![T::zero(); tn * i];
         matmul((tn, i, g), &mut dx, false, &grads.gi, Stored::AsIs, &params_v[..g * i], Stored::AsIs, self.threads);
         let mut dparams = vec![T::zero(); head];
@@ -161,7 +161,7 @@ impl FusedRecurrence {
             false,
             &grads.gi,
             Stored::Transposed,
-            &x_v,
+            x_v,
             Stored::AsIs,
             self.threads,
         );
@@ -182,6 +182,34 @@ impl FusedRecurrence {
             },
         ))
     }
+}
+
+/// The elements of a CPU tensor: borrowed from its storage when contiguous, else copied.
+enum HostSlice<'a, T: Real> {
+    /// The storage's read guard (candle's lock type, named through `Deref`) and the layout.
+    Borrowed(Box<dyn std::ops::Deref<Target = candle_core::Storage> + 'a>, Layout),
+    Copied(Vec<T>),
+}
+
+impl<T: Real> HostSlice<'_, T> {
+    fn get(&self) -> candle_core::Result<&[T]> {
+        match self {
+            HostSlice::Borrowed(storage, layout) => match &***storage {
+                candle_core::Storage::Cpu(cpu) => contiguous(cpu, layout),
+                _ => candle_core::bail!("fused recurrence: expected a CPU tensor"),
+            },
+            HostSlice::Copied(v) => Ok(v),
+        }
+    }
+}
+
+fn host_slice<T: Real>(t: &Tensor) -> candle_core::Result<HostSlice<'_, T>> {
+    let (storage, layout) = t.storage_and_layout();
+    if layout.is_contiguous() && matches!(&*storage, candle_core::Storage::Cpu(_)) && t.dtype() == T::DTYPE {
+        return Ok(HostSlice::Borrowed(Box::new(storage), layout.clone()));
+    }
+    drop(storage);
+    Ok(HostSlice::Copied(t.flatten_all()?.to_vec1::<T>()?))
 }
 
 fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
