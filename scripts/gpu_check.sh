@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU check (issue 7), for a machine with an NVIDIA GPU, its driver, CUDA 13 libraries and
-# PyTorch, but no Rust toolchain: carry a seqlm built here with `--features cuda` (docs/cuda.md).
+# PyTorch, but no Rust toolchain: carry gpu/ made here by scripts/pack_for_gpu.sh (docs/cuda.md).
 #
-#   bash scripts/gpu_check.sh [SEQLM]        # default SEQLM: target/cuda/release/seqlm
+#   bash scripts/gpu_check.sh [SEQLM]        # default SEQLM: gpu/seqlm (unpacked from gpu/seqlm.xz)
 #
 # Runs, in about 5 minutes on an H200 (the budget is 8):
+#   0. the GPU test binaries packed in gpu/ (fused CUDA kernels vs composed vs CPU, the fixtures on
+#      CUDA, the trainer on CUDA vs the CPU), if present;
 #   1. the 44 committed PyTorch fixtures through `seqlm forward --device "$DEVICE" --compare`, with the
 #      composed path (candle's CUDA ops) and with the fused CUDA kernels;
 #   2. scripts/parity.py --random: random modules, PyTorch on the CPU as the reference, seqlm on
@@ -21,7 +23,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-SEQLM=${1:-target/cuda/release/seqlm}
+# Unpack what scripts/pack_for_gpu.sh packed.
+for packed in gpu/*.xz; do
+    [[ -e "$packed" ]] || continue
+    xz -d -k -f "$packed" && chmod +x "${packed%.xz}"
+done
+SEQLM=${1:-gpu/seqlm}
 PYTHON=${PYTHON:-python3}
 TRIALS=${PARITY_TRIALS:-40}
 DEVICE=${DEVICE:-cuda}
@@ -33,14 +40,16 @@ mkdir -p "$LOGS"
 export PYTHONUNBUFFERED=1
 [[ -x "$SEQLM" ]] || { echo "gpu_check: no seqlm binary at $SEQLM (build it with --features cuda, see docs/cuda.md)" >&2; exit 2; }
 
-# The CUDA 13 libraries seqlm links (cublas, curand, cudart, nvrtc) from PyTorch's wheels; libcuda
-# comes from the driver.
+# The CUDA 13 libraries seqlm links (cublas, curand, cudart, nvrtc): PyTorch's wheels
+# (site-packages/nvidia/cu13/lib), then the system's toolkit; libcuda comes from the driver.
 CU13=$("$PYTHON" -c 'import nvidia, os; print(next(os.path.join(p, "cu13", "lib") for p in nvidia.__path__ if os.path.isdir(os.path.join(p, "cu13", "lib"))))' 2>/dev/null || true)
-[[ -n "$CU13" ]] && export LD_LIBRARY_PATH="$CU13${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+for lib in "$CU13" /usr/local/cuda/lib64; do
+    [[ -n "$lib" && -d "$lib" ]] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$lib"
+done
 echo "== machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 2
 "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
-echo "libraries: ${CU13:-(not found in PyTorch's environment; using the system's)}"
+echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 if ! "$SEQLM" --version; then
     ldd "$SEQLM" | grep "not found"
     echo "gpu_check: seqlm cannot start (missing libraries above)" >&2
@@ -54,6 +63,29 @@ run_part() { # name, command...: runs it, logs to $LOGS/name.log, records PASS/F
     echo "== $name"
     if "$@" 2>&1 | tee "$LOGS/$name.log"; then RESULT[$name]="PASS"; else RESULT[$name]="FAIL"; fi
     RESULT[$name]+=" ($((SECONDS - start)) s)"
+}
+
+test_binaries() { # the GPU tests packed in gpu/, each run from its crate's folder
+    local ran=0 failed=0 name dir
+    for name in cuda_fused cuda_training pytorch_fixtures; do
+        [[ -x gpu/$name ]] || continue
+        case $name in
+            cuda_fused) dir=crates/seqmodels ;;
+            cuda_training) dir=crates/train ;;
+            *) dir=. ;;
+        esac
+        ran=$((ran + 1))
+        echo "-- $name"
+        CARGO_MANIFEST_DIR=$(cd "$dir" && pwd) "gpu/$name" --test-threads=1 --nocapture 2>&1 |
+            tee "$LOGS/test-$name.log" | grep -vE "^(test |running|$)" | tail -n 12
+        [[ ${PIPESTATUS[0]} -eq 0 ]] || failed=$((failed + 1))
+        if grep -q "skipped" "$LOGS/test-$name.log"; then
+            echo "$name: a test was skipped (no GPU seen)"
+            failed=$((failed + 1))
+        fi
+    done
+    echo "test binaries: $ran run, $failed failed"
+    [[ $ran -gt 0 && $failed -eq 0 ]]
 }
 
 fixtures() { # impl: every committed fixture on the GPU
@@ -115,6 +147,7 @@ print(f"{sys.argv[2]}    torch: train {torch['train_tokens_per_s']:>10.0f} tok/s
 EOF
 }
 
+if [[ $DEVICE != cpu ]]; then run_part tests test_binaries; fi
 run_part fixtures-composed fixtures composed
 run_part fixtures-fused fixtures fused
 run_part parity-composed "$PYTHON" scripts/parity.py --random "$TRIALS" --seed 7 --seqlm "$SEQLM" --device "$DEVICE" --impl composed
@@ -126,7 +159,8 @@ run_part bench-large bench large --arch lstm --vocab 10000 --embed 512 --hidden 
 
 echo "== summary (logs in $LOGS)"
 status=0
-for part in fixtures-composed fixtures-fused parity-composed parity-fused train-cpu-vs-cuda bench-a bench-large; do
+for part in tests fixtures-composed fixtures-fused parity-composed parity-fused train-cpu-vs-cuda bench-a bench-large; do
+    [[ -n ${RESULT[$part]:-} ]] || continue
     echo "$part: ${RESULT[$part]}"
     [[ ${RESULT[$part]} == PASS* ]] || status=1
 done

@@ -25,7 +25,8 @@ impl DeviceChoice {
             DeviceChoice::Cuda(n) => Device::new_cuda(n).map_err(|e| Error::Device {
                 device: self.to_string(),
                 reason: match cfg!(feature = "cuda") {
-                    true => format!("no usable GPU with ordinal {n}: {e}"),
+                    // candle appends a backtrace when RUST_BACKTRACE is set: keep the message.
+                    true => format!("no usable GPU with ordinal {n}: {}", e.to_string().lines().next().unwrap_or("")),
                     false => "this program was built without the `cuda` feature (see docs/cuda.md)".into(),
                 },
             }),

@@ -4,7 +4,7 @@
 //! `scripts/gpu_check.sh` runs it on the GPU machine.
 #![cfg(feature = "cuda")]
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
@@ -29,7 +29,10 @@ fn gpu() -> Option<Device> {
 }
 
 fn data() -> (TextTokenizer, Vec<u32>, Vec<u32>) {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lm/text.txt");
+    // CARGO_MANIFEST_DIR at run time when set (scripts/gpu_check.sh sets it for a carried binary).
+    let root =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let p = root.join("../../tests/fixtures/lm/text.txt");
     let text = std::fs::read_to_string(p).expect("fixture text");
     let spec = TokenizerSpec { kind: TokenizerKind::Char, cleaning: Cleaning::D2l, eos: None };
     let (tok, ids) = TextTokenizer::fit(&text, &spec, 0).unwrap();
