@@ -4,12 +4,14 @@
 //! each test prints that it is skipped and passes. See docs/fused.md ("Fused CUDA kernels").
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use seqmodels::init::{seeded_parameters, uniform_parameters};
-use seqmodels::{varmap_from_parameters, CellKind, Implementation, RnnBase, RnnConfig};
+use seqmodels::init::seeded_parameters;
+use seqmodels::{CellKind, Implementation, RnnBase, RnnConfig};
 
 /// Absolute plus relative tolerance: |a - b| <= TOL * (1 + |b|).
 const TOL: f64 = 1e-4;
@@ -26,12 +28,6 @@ fn gpu(test: &str) -> Option<Device> {
     }
 }
 
-/// A tensor of U(-1, 1) values drawn on the CPU from `seed` (the same on every device), on `dev`.
-fn uniform(dims: &[usize], seed: u64, dev: &Device) -> Tensor {
-    let t = uniform_parameters(&[("t".into(), dims.to_vec())], 1.0, seed, DType::F32, &Device::Cpu).unwrap();
-    t.into_iter().next().unwrap().1.to_device(dev).unwrap()
-}
-
 /// Sizes of one case.
 #[derive(Clone, Copy, Debug)]
 struct Sizes {
@@ -39,9 +35,7 @@ struct Sizes {
     batch: usize,
 }
 
-/// Output, h_n, c_n and the gradients of a weighted-sum loss w.r.t. input, h0, c0 and every
-/// parameter (all on the CPU), from a layer of `cfg` on `dev` under `imp`. Parameters and inputs
-/// are drawn on the CPU, so every device and implementation sees the same values.
+/// Output, h_n, c_n and every gradient (on the CPU) from a layer of `cfg` on `dev` under `imp`.
 fn run(
     cfg: &RnnConfig,
     imp: Implementation,
@@ -50,45 +44,7 @@ fn run(
     lengths: Option<&[usize]>,
     with_state: bool,
 ) -> Vec<(String, Tensor)> {
-    let Sizes { seq_len, batch } = sizes;
-    let params = seeded_parameters(&cfg.parameter_shapes(), cfg.hidden_size, 9, DType::F32, &Device::Cpu).unwrap();
-    let params: HashMap<String, Tensor> = params.into_iter().map(|(k, v)| (k, v.to_device(dev).unwrap())).collect();
-    let varmap = varmap_from_parameters(params, "").unwrap();
-    let layer =
-        RnnBase::new(cfg.clone(), VarBuilder::from_varmap(&varmap, DType::F32, dev)).unwrap().with_implementation(imp);
-    let x = Var::from_tensor(&uniform(&[seq_len, batch, cfg.input_size], 1, dev)).unwrap();
-    let stacked = cfg.num_layers * cfg.num_directions();
-    let h0 = with_state.then(|| Var::from_tensor(&uniform(&[stacked, batch, cfg.output_size()], 2, dev)).unwrap());
-    let c0 = (with_state && cfg.kind == CellKind::Lstm)
-        .then(|| Var::from_tensor(&uniform(&[stacked, batch, cfg.hidden_size], 3, dev)).unwrap());
-    let out = layer
-        .forward_states(
-            x.as_tensor(),
-            h0.as_ref().map(|v| v.as_tensor()),
-            c0.as_ref().map(|v| v.as_tensor()),
-            lengths,
-            false,
-        )
-        .unwrap();
-    let mut loss = ((&out.output * uniform(out.output.dims(), 4, dev)).unwrap().sum_all().unwrap()
-        + (&out.h_n * uniform(out.h_n.dims(), 5, dev)).unwrap().sum_all().unwrap())
-    .unwrap();
-    if let Some(c) = &out.c_n {
-        loss = (loss + (c * uniform(c.dims(), 6, dev)).unwrap().sum_all().unwrap()).unwrap();
-    }
-    let grads = loss.backward().unwrap();
-    let mut results = vec![("output".to_string(), out.output.clone()), ("h_n".to_string(), out.h_n.clone())];
-    results.extend(out.c_n.clone().map(|c| ("c_n".to_string(), c)));
-    for (name, var) in [("input", Some(x)), ("h0", h0), ("c0", c0)] {
-        if let Some(v) = var {
-            results.push((format!("grad.{name}"), grads.get(v.as_tensor()).expect("input gradient").clone()));
-        }
-    }
-    for (name, p) in layer.named_parameters() {
-        let g = grads.get(&p).cloned().unwrap_or_else(|| p.zeros_like().unwrap());
-        results.push((format!("grad.{name}"), g));
-    }
-    results.into_iter().map(|(name, t)| (name, t.to_device(&Device::Cpu).unwrap())).collect()
+    common::run_on(cfg, imp, lengths, with_state, DType::F32, dev, (sizes.seq_len, sizes.batch))
 }
 
 /// The largest |a - b| / (1 + |b|) (infinite where either is NaN).
@@ -185,7 +141,7 @@ fn inference_matches_cpu() {
             let layer = RnnBase::new(cfg.clone(), VarBuilder::from_tensors(params, DType::F32, dev))
                 .unwrap()
                 .with_implementation(Implementation::Fused);
-            let x = uniform(&[7, 4, 3], 1, dev);
+            let x = common::uniform_on(&[7, 4, 3], 1, DType::F32, dev);
             let out = layer.forward_states(&x, None, None, Some(&[7, 3, 1, 6]), false).unwrap();
             let mut all = vec![("output".to_string(), out.output), ("h_n".to_string(), out.h_n)];
             all.extend(out.c_n.map(|c| ("c_n".to_string(), c)));

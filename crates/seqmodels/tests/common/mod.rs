@@ -1,4 +1,6 @@
 //! Shared by the fused-kernel tests: run one layer under an implementation and compare.
+// Each test file uses a part of these helpers.
+#![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
@@ -6,11 +8,17 @@ use seqmodels::init::{seeded_parameters, uniform_parameters};
 use seqmodels::{varmap_from_parameters, CellKind, Implementation, RnnBase, RnnConfig};
 
 pub fn uniform(dims: &[usize], seed: u64, dtype: DType) -> Tensor {
-    uniform_parameters(&[("t".into(), dims.to_vec())], 1.0, seed, dtype, &Device::Cpu).unwrap().remove(0).1
+    uniform_on(dims, seed, dtype, &Device::Cpu)
+}
+
+/// U(-1, 1) values drawn on the CPU from `seed` (the same on every device), then moved to `dev`.
+pub fn uniform_on(dims: &[usize], seed: u64, dtype: DType, dev: &Device) -> Tensor {
+    let t = uniform_parameters(&[("t".into(), dims.to_vec())], 1.0, seed, dtype, &Device::Cpu).unwrap();
+    t.into_iter().next().unwrap().1.to_device(dev).unwrap()
 }
 
 /// Output, h_n, c_n and the gradients of a weighted-sum loss w.r.t. input, h0, c0 and every
-/// parameter, under one implementation.
+/// parameter, under one implementation, on the CPU with 5 steps of 3 sequences.
 pub fn run(
     cfg: &RnnConfig,
     imp: Implementation,
@@ -18,12 +26,26 @@ pub fn run(
     with_state: bool,
     dtype: DType,
 ) -> Vec<(String, Tensor)> {
-    let (seq_len, batch) = (5, 3);
+    run_on(cfg, imp, lengths, with_state, dtype, &Device::Cpu, (5, 3))
+}
+
+/// [`run`] on any device with (steps, batch) of `sizes`: parameters and inputs are drawn on the CPU
+/// (every device and implementation sees the same values); the results come back on the CPU.
+pub fn run_on(
+    cfg: &RnnConfig,
+    imp: Implementation,
+    lengths: Option<&[usize]>,
+    with_state: bool,
+    dtype: DType,
+    dev: &Device,
+    (seq_len, batch): (usize, usize),
+) -> Vec<(String, Tensor)> {
+    let uniform = |dims: &[usize], seed: u64, dtype: DType| uniform_on(dims, seed, dtype, dev);
     let params = seeded_parameters(&cfg.parameter_shapes(), cfg.hidden_size, 9, dtype, &Device::Cpu).unwrap();
-    let varmap = varmap_from_parameters(params.into_iter().collect(), "").unwrap();
-    let layer = RnnBase::new(cfg.clone(), VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu))
-        .unwrap()
-        .with_implementation(imp);
+    let params = params.into_iter().map(|(k, v)| (k, v.to_device(dev).unwrap())).collect();
+    let varmap = varmap_from_parameters(params, "").unwrap();
+    let layer =
+        RnnBase::new(cfg.clone(), VarBuilder::from_varmap(&varmap, dtype, dev)).unwrap().with_implementation(imp);
     let x_dims = if cfg.batch_first { [batch, seq_len, cfg.input_size] } else { [seq_len, batch, cfg.input_size] };
     let x = Var::from_tensor(&uniform(&x_dims, 1, dtype)).unwrap();
     let stacked = cfg.num_layers * cfg.num_directions();
@@ -58,7 +80,7 @@ pub fn run(
         let g = grads.get(&p).cloned().unwrap_or_else(|| p.zeros_like().unwrap());
         results.push((format!("grad.{name}"), g));
     }
-    results
+    results.into_iter().map(|(name, t)| (name, t.to_device(&Device::Cpu).unwrap())).collect()
 }
 
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
