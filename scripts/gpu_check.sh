@@ -11,7 +11,8 @@
 #      composed path (candle's CUDA ops) and with the fused CUDA kernels;
 #   2. scripts/parity.py --random: random modules, PyTorch on the CPU as the reference, seqlm on
 #      the GPU (composed, then fused; f32 within 1e-5 outputs / 1e-4 gradients);
-#   3. a short `seqlm train` on the CPU and on the GPU with the same seed: final perplexities agree;
+#   3. a short `seqlm train` on the CPU and on the GPU (composed, then fused) with the same seed:
+#      the perplexities of every epoch agree;
 #   4. `seqlm bench --device "$DEVICE"` (composed and fused) against scripts/bench_torch.py --device "$DEVICE"
 #      (cuDNN) for config (a) and the large config, printing tokens/s and ratios.
 # Every part runs even if an earlier one failed; the exit status is 1 when any part failed. The
@@ -111,21 +112,25 @@ fixtures() { # impl: every committed fixture on the GPU
     [[ $failed -eq 0 && $passed -ge 44 ]]
 }
 
-train_check() { # a short training run on the CPU and on the GPU: the same perplexities
+train_check() { # a short training run on the CPU, then on the GPU composed and fused: same perplexities
     local args=(train --corpus tests/fixtures/lm/text.txt --hidden 64 --batch 4 --steps 9 --epochs 8 --lr 1
         --seed 3 --log-every 1 --no-progress --checkpoint-every 1000 --sample-every 0 --overwrite)
     "$SEQLM" "${args[@]}" --out "$LOGS/train-cpu" >/dev/null || return 1
-    "$SEQLM" "${args[@]}" --device "$DEVICE" --out "$LOGS/train-cuda" | tail -n 4 || return 1
-    "$PYTHON" - "$LOGS/train-cpu/metrics.jsonl" "$LOGS/train-cuda/metrics.jsonl" <<'EOF'
+    local impl failed=0
+    for impl in composed fused; do
+        "$SEQLM" "${args[@]}" --device "$DEVICE" --impl "$impl" --out "$LOGS/train-$impl" | tail -n 3 || return 1
+        "$PYTHON" - "$LOGS/train-cpu/metrics.jsonl" "$LOGS/train-$impl/metrics.jsonl" "$impl" <<'EOF' || failed=1
 import json, sys
 cpu, gpu = ([json.loads(l) for l in open(p) if l.strip()] for p in sys.argv[1:3])
 bad = 0
 for a, b in zip(cpu, gpu):
     rel = abs(a["train_ppl"] - b["train_ppl"]) / a["train_ppl"]
     bad += rel > 1e-3
-    print(f"epoch {a['epoch']}: train perplexity cpu {a['train_ppl']:.6f} cuda {b['train_ppl']:.6f} (rel. {rel:.1e})")
+    print(f"epoch {a['epoch']}: train perplexity cpu {a['train_ppl']:.6f}, {sys.argv[3]} {b['train_ppl']:.6f} (rel. {rel:.1e})")
 sys.exit(1 if bad or len(cpu) != len(gpu) or not cpu else 0)
 EOF
+    done
+    return $failed
 }
 
 bench() { # name, args...: seqlm composed, seqlm fused, PyTorch (cuDNN); one JSON line each, then ratios

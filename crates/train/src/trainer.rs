@@ -399,6 +399,12 @@ impl Trainer {
         &self.model
     }
 
+    /// Chooses the code that runs the recurrent layers from now on (default `Auto`: the fused
+    /// kernels on the CPU, the composed path on CUDA). Results agree within float tolerance.
+    pub fn set_implementation(&mut self, implementation: seqmodels::Implementation) {
+        self.model = self.model.clone().with_implementation(implementation);
+    }
+
     /// The model's variables.
     pub fn varmap(&self) -> &VarMap {
         &self.varmap

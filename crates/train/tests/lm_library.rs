@@ -326,3 +326,21 @@ fn invalid_hyperparameters_are_typed_errors() {
     let err = Trainer::new(m, long, train, None, &Device::Cpu).err().expect("must fail");
     assert!(err.to_string().contains("too short"), "{err}");
 }
+
+/// The trainer on the composed path (candle ops per step) gives the losses of the fused kernels,
+/// within float tolerance: `seqlm train --impl` changes speed, not results.
+#[test]
+fn composed_and_fused_training_agree() {
+    let (tok, train, valid) = char_data();
+    let model_cfg = small_model(tok.vocab_size(), CellKind::Lstm);
+    let train_cfg = small_train(OptimizerKind::Sgd, Sampling::Sequential);
+    let mut fused =
+        Trainer::new(model_cfg.clone(), train_cfg.clone(), train.clone(), Some(valid.clone()), &Device::Cpu).unwrap();
+    let mut composed = Trainer::new(model_cfg, train_cfg, train, Some(valid), &Device::Cpu).unwrap();
+    composed.set_implementation(seqmodels::Implementation::Composed);
+    for (a, b) in run_to_end(&mut fused).iter().zip(&run_to_end(&mut composed)) {
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
+        assert!(close(a.train_loss, b.train_loss), "epoch {}: {} vs {}", a.epoch, a.train_loss, b.train_loss);
+        assert!(close(a.val_loss.unwrap(), b.val_loss.unwrap()), "epoch {}", a.epoch);
+    }
+}

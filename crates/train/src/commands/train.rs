@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use super::corpus::{CleanArg, TokenizerArg};
 
 use crate::checkpoint::{self, CheckpointConfig};
+use crate::commands::bench::ImplArg;
 use crate::device::DeviceChoice;
 use crate::error::Error;
 use crate::generate::{generate, SamplingOptions};
@@ -76,7 +77,7 @@ pub enum NonlinearityArg {
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
 With --resume DIR the model, data and training options come from the checkpoint and must be left out; \
---epochs (to train longer), --lr (a new rate from now on), --device, --out and the output options may be given.\n\
+--epochs (to train longer), --lr (a new rate from now on), --device, --impl, --out and the output options may be given.\n\
 Ctrl-C writes a checkpoint after the current step and exits with status 130; a loss that becomes NaN or \
 infinite stops the run (status 1) and keeps the last good checkpoint.")]
 pub struct TrainArgs {
@@ -194,6 +195,10 @@ pub struct TrainArgs {
     /// Device: cpu, or cuda / cuda:N in a CUDA build of candle.
     #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu", help_heading = "Training")]
     pub device: DeviceChoice,
+    /// Implementation of the recurrent layers: auto (the fused kernels on the CPU, composed on
+    /// CUDA), fused or composed (same results within float tolerance; allowed with --resume).
+    #[arg(long = "impl", value_enum, default_value_t = ImplArg::Auto, help_heading = "Training")]
+    pub implementation: ImplArg,
 
     // ---- run directory and output
     /// Run directory (metrics.jsonl, perplexity.png, checkpoint/) [default: runs/CORPUS-MODEL,
@@ -599,7 +604,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         if !locked.is_empty() {
             bail!(
                 "--resume takes the model, data and training options from the checkpoint; remove {} \
-                 (allowed with --resume: --epochs, --lr, --device, --out and the output options)",
+                 (allowed with --resume: --epochs, --lr, --device, --impl, --out and the output options)",
                 locked.join(", ")
             );
         }
@@ -697,6 +702,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         );
         (trainer, prepared.tokenizer, cfg, data_spec, prepared.test, run_dir)
     };
+    trainer.set_implementation(args.implementation.into());
     if trainer.model().config().embed.is_none() && trainer.model().config().vocab_size > 2000 {
         println!(
             "note: one-hot input over {} tokens is slow and large; --embed E (for example 200) is the usual choice",
