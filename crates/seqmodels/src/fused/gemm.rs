@@ -11,8 +11,8 @@ pub(crate) enum Stored {
 
 /// dst (m x n) = [dst +] lhs (m x k) * rhs (k x n), every matrix row-major and dense.
 /// `lhs`/`rhs` may be stored transposed ((k x m) / (n x k)). `accumulate` adds to `dst`.
-/// With `threads > 1`, the rows of `dst` are split between candle's pool threads (see
-/// [`split_rows`]); the `gemm` crate's own threading (a rayon pool) is not used.
+/// With `threads > 1`, the rows of `dst` (or its columns, when it has few rows) are split between
+/// candle's pool threads (see [`split`]); the `gemm` crate's own threading (rayon) is not used.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul<T: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One>(
     (m, n, k): (usize, usize, usize),
@@ -43,31 +43,37 @@ pub(crate) fn matmul<T: 'static + Copy + Send + Sync + num_traits::Zero + num_tr
         Stored::AsIs => (1, n),
         Stored::Transposed => (k, 1),
     };
-    let chunks = split_rows(m, n, k, threads);
-    let rows_per = m.div_ceil(chunks);
+    // Split the rows of dst between threads, or its columns when it has too few rows.
+    let by_rows = m >= n.min(16 * threads);
+    let chunks = split(if by_rows { m } else { n }, m * n * k, threads);
+    let per = if by_rows { m } else { n }.div_ceil(chunks);
     let dst = SendPtr(dst.as_mut_ptr());
     let run = |chunk: usize| {
-        let start = chunk * rows_per;
-        if start >= m {
+        let (total, start) = (if by_rows { m } else { n }, chunk * per);
+        if start >= total {
             return;
         }
-        let rows = rows_per.min(m - start);
+        let len = per.min(total - start);
+        let (rows, cols) = if by_rows { (len, n) } else { (m, len) };
+        // Where the chunk starts in dst, op(lhs) and op(rhs).
+        let (dst_at, lhs_at, rhs_at) =
+            if by_rows { (start * n, start * lhs_rs, 0) } else { (start, 0, start * rhs_cs) };
         // SAFETY: the assert above guarantees that every index the strides reach lies inside the
-        // slices; each chunk writes only its own rows start..start+rows of `dst`, which is
-        // borrowed mutably (so it aliases neither operand).
+        // slices; each chunk writes only its own rows (or columns) of `dst`, which is borrowed
+        // mutably (so it aliases neither operand).
         unsafe {
             gemm::gemm(
                 rows,
-                n,
+                cols,
                 k,
-                dst.offset(start * n),
+                dst.offset(dst_at),
                 1,
                 n as isize,
                 accumulate,
-                lhs.as_ptr().add(start * lhs_rs),
+                lhs.as_ptr().add(lhs_at),
                 lhs_cs as isize,
                 lhs_rs as isize,
-                rhs.as_ptr(),
+                rhs.as_ptr().add(rhs_at),
                 rhs_cs as isize,
                 rhs_rs as isize,
                 T::one(),
@@ -90,16 +96,16 @@ pub(crate) fn matmul<T: 'static + Copy + Send + Sync + num_traits::Zero + num_tr
     }
 }
 
-/// How many row chunks a product is split into: one per pool thread (at most `threads`) when
-/// it is large enough to pay for the hand-off, each chunk at least 16 rows. One pool for all
-/// the work of an op: the `gemm` crate's rayon workers would otherwise compete with candle's
-/// pool threads for the same cores.
-fn split_rows(m: usize, n: usize, k: usize, threads: usize) -> usize {
+/// How many chunks a product is split into (along a dimension of `len`): one per pool thread
+/// (at most `threads`) when the product is large enough to pay for the hand-off, each chunk at
+/// least 16 long. One pool for all the work of an op: the `gemm` crate's rayon workers would
+/// otherwise compete with candle's pool threads for the same cores.
+fn split(len: usize, work: usize, threads: usize) -> usize {
     let pool = candle_core::utils::barrier_pool().n_workers() + 1;
-    if threads <= 1 || m * n * k < 48 * 48 * 48 {
+    if threads <= 1 || work < 48 * 48 * 48 {
         return 1;
     }
-    threads.min(pool).min(m / 16).max(1)
+    threads.min(pool).min(len / 16).max(1)
 }
 
 /// A pointer that the pool's threads may share; each writes a disjoint part.
@@ -119,3 +125,39 @@ impl<T> SendPtr<T> {
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::{matmul, Stored};
+
+    /// Every storage combination, split by rows (tall dst) and by columns (one-row dst), with
+    /// and without accumulation, against a plain triple loop.
+    #[test]
+    fn split_products_match_a_plain_loop() {
+        let value = |i: usize| ((i * 7919) % 13) as f64 - 6.0;
+        for (m, n, k) in [(100, 50, 40), (1, 300, 500), (3, 2, 1)] {
+            let (a, b): (Vec<f64>, Vec<f64>) =
+                ((0..m * k).map(value).collect(), (0..k * n).map(|i| value(i + 5)).collect());
+            for (sa, sb) in [
+                (Stored::AsIs, Stored::AsIs),
+                (Stored::Transposed, Stored::AsIs),
+                (Stored::AsIs, Stored::Transposed),
+                (Stored::Transposed, Stored::Transposed),
+            ] {
+                let at = |i: usize, kk: usize| if sa == Stored::AsIs { a[i * k + kk] } else { a[kk * m + i] };
+                let bt = |kk: usize, j: usize| if sb == Stored::AsIs { b[kk * n + j] } else { b[j * k + kk] };
+                for accumulate in [false, true] {
+                    let mut dst: Vec<f64> = (0..m * n).map(|i| value(i + 11)).collect();
+                    let expected: Vec<f64> = (0..m * n)
+                        .map(|ij| {
+                            let (i, j) = (ij / n, ij % n);
+                            (0..k).map(|kk| at(i, kk) * bt(kk, j)).sum::<f64>() + if accumulate { dst[ij] } else { 0.0 }
+                        })
+                        .collect();
+                    matmul((m, n, k), &mut dst, accumulate, &a, sa, &b, sb, 2);
+                    assert_eq!(dst, expected, "{m}x{n}x{k} {sa:?} {sb:?} accumulate={accumulate}");
+                }
+            }
+        }
+    }
+}
