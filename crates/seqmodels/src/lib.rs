@@ -31,6 +31,7 @@ pub mod init;
 pub mod layer;
 pub mod layers;
 pub mod lengths;
+pub mod linear;
 pub mod loss;
 pub mod spec;
 pub mod state_dict;

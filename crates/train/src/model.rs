@@ -332,7 +332,7 @@ impl LanguageModel {
     /// `t*N + n` is sequence `n` at step `t`, as d2l lays them out) and the final state.
     pub fn forward(&self, tokens: &Tensor, state: Option<&State>, train: bool) -> Result<(Tensor, State)> {
         let (y, state) = self.features(tokens, state, train)?;
-        let logits = y.matmul(&self.decoder_weight.t()?)?.broadcast_add(&self.decoder_bias)?;
+        let logits = seqmodels::linear::linear(&y, &self.decoder_weight, &self.decoder_bias)?;
         Ok((logits, state))
     }
 

@@ -195,7 +195,7 @@ impl<T: Real> HostSlice<'_, T> {
     fn get(&self) -> candle_core::Result<&[T]> {
         match self {
             HostSlice::Borrowed(storage, layout) => match &***storage {
-                candle_core::Storage::Cpu(cpu) => contiguous(cpu, layout),
+                candle_core::Storage::Cpu(cpu) => real::cpu_slice(cpu, layout),
                 _ => candle_core::bail!("fused recurrence: expected a CPU tensor"),
             },
             HostSlice::Copied(v) => Ok(v),
@@ -210,14 +210,6 @@ fn host_slice<T: Real>(t: &Tensor) -> candle_core::Result<HostSlice<'_, T>> {
     }
     drop(storage);
     Ok(HostSlice::Copied(t.flatten_all()?.to_vec1::<T>()?))
-}
-
-fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    let data = T::cpu_storage_as_slice(s)?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("fused recurrence: inputs must be contiguous"),
-    }
 }
 
 impl CustomOp3 for FusedRecurrence {
@@ -237,11 +229,14 @@ impl CustomOp3 for FusedRecurrence {
         match s1 {
             CpuStorage::F32(_) => {
                 let run: ForwardRunner<f32> = if self.threaded() { threaded_forward } else { generic_forward };
-                self.forward::<f32>(contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?, run)
+                self.forward::<f32>(real::cpu_slice(s1, l1)?, real::cpu_slice(s2, l2)?, real::cpu_slice(s3, l3)?, run)
             }
-            CpuStorage::F64(_) => {
-                self.forward::<f64>(contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?, generic_forward)
-            }
+            CpuStorage::F64(_) => self.forward::<f64>(
+                real::cpu_slice(s1, l1)?,
+                real::cpu_slice(s2, l2)?,
+                real::cpu_slice(s3, l3)?,
+                generic_forward,
+            ),
             _ => candle_core::bail!("fused recurrence: expected f32 or f64 storage"),
         }
     }

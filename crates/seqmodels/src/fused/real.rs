@@ -51,3 +51,14 @@ impl Activation<f32> for Fast {
         super::fast_math::tanh(x)
     }
 }
+
+/// The contiguous elements of a custom op's CPU input (candle hands storage and layout apart).
+pub(crate) fn cpu_slice<'a, T: Real>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+) -> candle_core::Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&T::cpu_storage_as_slice(s)?[start..end]),
+        None => candle_core::bail!("seqmodels custom op: expected contiguous inputs"),
+    }
+}

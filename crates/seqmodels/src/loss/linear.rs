@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
 
-use super::{check_targets, cpu_slice, cross_entropy, SoftmaxCrossEntropy};
+use super::{check_targets, cross_entropy, SoftmaxCrossEntropy};
 use crate::error::{Error, Result};
-use crate::fused::gemm::{matmul, Stored};
-use crate::fused::real::Real;
+use crate::fused::real::{cpu_slice, Real};
+use crate::linear::{BackwardResult, Linear};
 
 /// Mean over rows of `-log softmax(x W^T + b)[target]`: PyTorch's
 /// `F.cross_entropy(F.linear(x, weight, bias), targets)`, with gradients for `x`, `weight` and
@@ -44,7 +44,7 @@ pub fn linear_cross_entropy(x: &Tensor, weight: &Tensor, bias: &Tensor, targets:
     }
     let op = LinearCrossEntropy {
         loss: SoftmaxCrossEntropy::new(targets, rows, classes)?,
-        features,
+        linear: Linear { rows, features, outputs: classes },
         save: x.track_op() || weight.track_op() || bias.track_op(),
         logits: Mutex::new(None),
     };
@@ -54,8 +54,8 @@ pub fn linear_cross_entropy(x: &Tensor, weight: &Tensor, bias: &Tensor, targets:
 
 struct LinearCrossEntropy {
     loss: SoftmaxCrossEntropy,
-    /// K, the size of each row of x.
-    features: usize,
+    /// The products (shared with [`crate::linear::linear`]).
+    linear: Linear,
     /// Whether to keep the logits for backward (only when a gradient can flow).
     save: bool,
     /// The logits (`Vec<f32>` or `Vec<f64>`), kept by forward; backward turns them into the
@@ -64,15 +64,9 @@ struct LinearCrossEntropy {
 }
 
 impl LinearCrossEntropy {
-    fn threads() -> usize {
-        candle_core::utils::get_num_threads()
-    }
-
     /// logits = x W^T + b (one GEMM, the bias as its initial value), then the mean loss.
     fn forward<T: Real>(&self, x: &[T], w: &[T], b: &[T], loss: impl Fn(&[T]) -> T) -> T {
-        let (m, v, k) = (self.loss.targets.len(), self.loss.classes, self.features);
-        let mut logits = b.repeat(m);
-        matmul((m, v, k), &mut logits, true, x, Stored::AsIs, w, Stored::Transposed, Self::threads());
+        let logits = self.linear.forward(x, w, b);
         let value = loss(&logits);
         if self.save {
             *self.logits.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(logits));
@@ -80,38 +74,20 @@ impl LinearCrossEntropy {
         value
     }
 
-    /// dx = G W, dW = G^T x, db = column sums of G, with G = d loss / d logits computed in place
-    /// over the kept logits by `gradient`.
-    fn backward<T: Real>(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        gradient: impl Fn(&mut [T]),
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    /// The linear layer's backward with G = d loss / d logits, computed in place over the kept
+    /// logits by `gradient`.
+    fn backward<T: Real>(&self, x: &Tensor, w: &Tensor, gradient: impl Fn(&mut [T])) -> BackwardResult {
         let kept = self.logits.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(mut g) = kept.and_then(|l| l.downcast::<Vec<T>>().ok()).map(|l| *l) else {
             candle_core::bail!("linear cross entropy: backward without kept logits (a second backward?)")
         };
         gradient(&mut g);
-        let (m, v, k, threads) = (self.loss.targets.len(), self.loss.classes, self.features, Self::threads());
         let (x_storage, x_layout) = x.storage_and_layout();
         let (w_storage, w_layout) = w.storage_and_layout();
         let (Storage::Cpu(xs), Storage::Cpu(ws)) = (&*x_storage, &*w_storage) else {
             candle_core::bail!("linear cross entropy: inputs left the CPU")
         };
-        let (xv, wv) = (cpu_slice::<T>(xs, x_layout)?, cpu_slice::<T>(ws, w_layout)?);
-        let mut dx = vec![T::zero(); m * k];
-        matmul((m, k, v), &mut dx, false, &g, Stored::AsIs, wv, Stored::AsIs, threads);
-        let mut dw = vec![T::zero(); v * k];
-        matmul((v, k, m), &mut dw, false, &g, Stored::Transposed, xv, Stored::AsIs, threads);
-        let mut db = vec![T::zero(); v];
-        matmul((1, v, m), &mut db, false, &vec![T::one(); m], Stored::AsIs, &g, Stored::AsIs, threads);
-        let device = x.device();
-        Ok((
-            Some(Tensor::from_vec(dx, (m, k), device)?),
-            Some(Tensor::from_vec(dw, (v, k), device)?),
-            Some(Tensor::from_vec(db, v, device)?),
-        ))
+        self.linear.backward(cpu_slice::<T>(xs, x_layout)?, cpu_slice::<T>(ws, w_layout)?, &g, x.device())
     }
 }
 
@@ -144,14 +120,7 @@ impl CustomOp3 for LinearCrossEntropy {
         Ok((storage, Shape::from(())))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad_res: &Tensor) -> BackwardResult {
         let rows = self.loss.targets.len() as f64;
         let scale = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()? / rows;
         match x.dtype() {

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, DType, Layout, Shape, Storage, Tensor};
 
 use crate::error::{Error, Result};
-use crate::fused::real::{Activation, Exact, Fast, Real};
+use crate::fused::real::{cpu_slice, Activation, Exact, Fast, Real};
 
 mod linear;
 pub use linear::linear_cross_entropy;
@@ -243,13 +243,6 @@ unsafe fn gradient_rows_avx512(
 #[target_feature(enable = "avx512f")]
 unsafe fn gradient_rows_in_place_avx512(op: &SoftmaxCrossEntropy, buf: &mut [f32], rows: Range<usize>, scale: f32) {
     op.gradient_rows_in_place::<f32, Fast>(buf, rows, scale)
-}
-
-fn cpu_slice<'a, T: Real>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&T::cpu_storage_as_slice(s)?[start..end]),
-        None => candle_core::bail!("cross entropy: logits must be contiguous"),
-    }
 }
 
 impl candle_core::CustomOp1 for SoftmaxCrossEntropy {

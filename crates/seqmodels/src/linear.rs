@@ -1,0 +1,166 @@
+//! PyTorch's `F.linear(x, weight, bias)` as one candle op on the CPU: the product and the bias in
+//! one GEMM (the bias as its initial value), and dx, dW, db as three GEMMs in backward, all on
+//! candle's thread pool (the pool the recurrent kernels use, see `fused::gemm`). A language
+//! model's decoder is this op; composed from candle's matmul and broadcast add it costs an extra
+//! pass over the (rows x vocabulary) output and runs on a second thread pool.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+
+use crate::error::{Error, Result};
+use crate::fused::gemm::{matmul, Stored};
+use crate::fused::real::{cpu_slice, Real};
+
+/// `x W^T + b` for `x` (M, K), `weight` (V, K), `bias` (V,): (M, V). On the CPU (f32, f64) one
+/// fused op with its own backward; elsewhere candle's matmul and broadcast add.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let (rows, features) = match x.dims() {
+        &[m, k] if m > 0 && k > 0 => (m, k),
+        dims => return Err(Error::shape("x", "(M, K) with M, K >= 1", dims)),
+    };
+    let outputs = match weight.dims() {
+        &[v, k] if v > 0 && k == features => v,
+        dims => return Err(Error::shape("weight", format!("(V, {features}) with V >= 1"), dims)),
+    };
+    if bias.dims() != [outputs] {
+        return Err(Error::shape("bias", format!("({outputs},)"), bias.dims()));
+    }
+    let same_dtype = weight.dtype() == x.dtype() && bias.dtype() == x.dtype();
+    if !x.device().is_cpu() || !same_dtype || !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Ok(x.matmul(&weight.t()?)?.broadcast_add(bias)?);
+    }
+    let op = Linear { rows, features, outputs };
+    let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
+    Ok(x.apply_op3_arc(&weight, &bias, Arc::new(Box::new(op)))?)
+}
+
+/// The op, and the products of [`crate::loss::linear_cross_entropy`], which shares them.
+pub(crate) struct Linear {
+    /// M.
+    pub rows: usize,
+    /// K.
+    pub features: usize,
+    /// V.
+    pub outputs: usize,
+}
+
+impl Linear {
+    fn threads() -> usize {
+        candle_core::utils::get_num_threads()
+    }
+
+    /// y = x W^T + b, (M, V).
+    pub fn forward<T: Real>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+        let (m, v, k) = (self.rows, self.outputs, self.features);
+        let mut y = b.repeat(m);
+        matmul((m, v, k), &mut y, true, x, Stored::AsIs, w, Stored::Transposed, Self::threads());
+        y
+    }
+
+    /// dx = G W, dW = G^T x, db = column sums of G, for the output gradient G (M, V).
+    pub fn backward<T: Real>(&self, x: &[T], w: &[T], g: &[T], device: &candle_core::Device) -> BackwardResult {
+        let (m, v, k, threads) = (self.rows, self.outputs, self.features, Self::threads());
+        let mut dx = vec![T::zero(); m * k];
+        matmul((m, k, v), &mut dx, false, g, Stored::AsIs, w, Stored::AsIs, threads);
+        let mut dw = vec![T::zero(); v * k];
+        matmul((v, k, m), &mut dw, false, g, Stored::Transposed, x, Stored::AsIs, threads);
+        let mut db = vec![T::zero(); v];
+        matmul((1, v, m), &mut db, false, &vec![T::one(); m], Stored::AsIs, g, Stored::AsIs, threads);
+        Ok((
+            Some(Tensor::from_vec(dx, (m, k), device)?),
+            Some(Tensor::from_vec(dw, (v, k), device)?),
+            Some(Tensor::from_vec(db, v, device)?),
+        ))
+    }
+}
+
+/// The gradients of x, weight and bias.
+pub(crate) type BackwardResult = candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)>;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "seqmodels-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let storage = match s1 {
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(self.forward::<f32>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(self.forward::<f64>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?))
+            }
+            _ => candle_core::bail!("linear: expected f32 or f64"),
+        };
+        Ok((storage, Shape::from((self.rows, self.outputs))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> BackwardResult {
+        let grad = grad.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (gs, gl) = grad.storage_and_layout();
+        let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(gs)) = (&*xs, &*ws, &*gs) else {
+            candle_core::bail!("linear: inputs left the CPU")
+        };
+        match x.dtype() {
+            DType::F32 => self.backward::<f32>(cpu_slice(xs, xl)?, cpu_slice(ws, wl)?, cpu_slice(gs, gl)?, x.device()),
+            DType::F64 => self.backward::<f64>(cpu_slice(xs, xl)?, cpu_slice(ws, wl)?, cpu_slice(gs, gl)?, x.device()),
+            other => candle_core::bail!("linear: expected f32 or f64, found {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor, Var};
+
+    /// The op against candle's matmul + broadcast add, in value and in every gradient (203 rows
+    /// and 61 outputs: the products are split between the pool's threads).
+    #[test]
+    fn matches_candle() {
+        for dtype in [DType::F32, DType::F64] {
+            let device = Device::Cpu;
+            let var = |dims: &[usize]| {
+                let t = Tensor::randn(0f32, 1.0, dims, &device).unwrap().to_dtype(dtype).unwrap();
+                Var::from_tensor(&t).unwrap()
+            };
+            let (x, w, b) = (var(&[203, 17]), var(&[61, 17]), var(&[61]));
+            let ours = super::linear(&x, &w, &b).unwrap();
+            let theirs = x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
+            let weights = Tensor::randn(0f32, 1.0, (203, 61), &device).unwrap().to_dtype(dtype).unwrap();
+            let max = |t: Tensor| t.abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap();
+            let max = |t: Tensor| max(t).to_scalar::<f64>().unwrap();
+            assert!(max((&ours - &theirs).unwrap()) < 1e-4, "{dtype:?} values");
+            let (go, gt) = (
+                (&ours * &weights).unwrap().sum_all().unwrap().backward().unwrap(),
+                (&theirs * &weights).unwrap().sum_all().unwrap().backward().unwrap(),
+            );
+            for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
+                let diff = (go.get(v).unwrap() - gt.get(v).unwrap()).unwrap();
+                assert!(max(diff) < 1e-3, "{dtype:?} {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        let d = Device::Cpu;
+        let (x, w, b) = (
+            Tensor::zeros((4, 3), DType::F32, &d).unwrap(),
+            Tensor::zeros((5, 3), DType::F32, &d).unwrap(),
+            Tensor::zeros(4, DType::F32, &d).unwrap(),
+        );
+        let msg = super::linear(&x, &w, &b).unwrap_err().to_string();
+        assert!(msg.contains("bias") && msg.contains("(5,)"), "{msg}");
+    }
+}
