@@ -38,11 +38,13 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    // candle's pool worker spins 25,000 rounds after each parallel op before parking, taking a
-    // core from the GEMM threads that often run next; a shorter spin was 8% faster in training
-    // (config (a) of BENCHMARKS.md). Set before any candle work; the user's value wins.
+    // candle's pool worker spins 25,000 rounds after each parallel op before parking. Our ops
+    // run all their work on that pool, but candle's own ops between them (embedding, matmul)
+    // use rayon's threads, which a spinning worker slows. Measured (BENCHMARKS.md): 2,000 and
+    // 5,000 cost config (a) 5-10% against 10,000; 20,000 and more cost config (b)'s inference
+    // 20%. Set before any candle work; the user's value wins.
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "2000");
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "10000");
     }
     // Keep freed memory instead of returning it to the system after 10 ms: an iteration frees
     // and reallocates the same large buffers (config (b): 4,273 page faults -> about 700). The
