@@ -6,31 +6,19 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 use crate::error::{Error, Result};
 use crate::fused::gemm::{matmul, Stored};
-use crate::fused::real::{cpu_slice, Real};
+use crate::fused::real::{cpu_slice, host_slice, Real};
 
 /// `x W^T + b` for `x` (M, K), `weight` (V, K), `bias` (V,): (M, V). On the CPU (f32, f64) one
 /// fused op with its own backward; elsewhere candle's matmul and broadcast add.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let (rows, features) = match x.dims() {
-        &[m, k] if m > 0 && k > 0 => (m, k),
-        dims => return Err(Error::shape("x", "(M, K) with M, K >= 1", dims)),
-    };
-    let outputs = match weight.dims() {
-        &[v, k] if v > 0 && k == features => v,
-        dims => return Err(Error::shape("weight", format!("(V, {features}) with V >= 1"), dims)),
-    };
-    if bias.dims() != [outputs] {
-        return Err(Error::shape("bias", format!("({outputs},)"), bias.dims()));
-    }
-    let same_dtype = weight.dtype() == x.dtype() && bias.dtype() == x.dtype();
-    if !x.device().is_cpu() || !same_dtype || !matches!(x.dtype(), DType::F32 | DType::F64) {
+    let op = Linear::of(x, weight, bias)?;
+    if !Linear::runs_fused(x, weight, bias) {
         return Ok(x.matmul(&weight.t()?)?.broadcast_add(bias)?);
     }
-    let op = Linear { rows, features, outputs };
     let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
     Ok(x.apply_op3_arc(&weight, &bias, Arc::new(Box::new(op)))?)
 }
@@ -46,6 +34,28 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
+    /// The sizes of `x W^T + b`; errors name the operand whose shape does not fit.
+    pub fn of(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Self> {
+        let (rows, features) = match x.dims() {
+            &[m, k] if m > 0 && k > 0 => (m, k),
+            dims => return Err(Error::shape("x", "(M, K) with M, K >= 1", dims)),
+        };
+        let outputs = match weight.dims() {
+            &[v, k] if v > 0 && k == features => v,
+            dims => return Err(Error::shape("weight", format!("(V, {features}) with V >= 1"), dims)),
+        };
+        if bias.dims() != [outputs] {
+            return Err(Error::shape("bias", format!("({outputs},)"), bias.dims()));
+        }
+        Ok(Linear { rows, features, outputs })
+    }
+
+    /// Whether the fused CPU op runs these operands: all on the CPU, all f32 or all f64.
+    pub fn runs_fused(x: &Tensor, weight: &Tensor, bias: &Tensor) -> bool {
+        let same_dtype = weight.dtype() == x.dtype() && bias.dtype() == x.dtype();
+        x.device().is_cpu() && same_dtype && matches!(x.dtype(), DType::F32 | DType::F64)
+    }
+
     fn threads() -> usize {
         candle_core::utils::get_num_threads()
     }
@@ -58,15 +68,19 @@ impl Linear {
         y
     }
 
-    /// dx = G W, dW = G^T x, db = column sums of G, for the output gradient G (M, V).
-    pub fn backward<T: Real>(&self, x: &[T], w: &[T], g: &[T], device: &candle_core::Device) -> BackwardResult {
+    /// dx = G W, dW = G^T x, db = column sums of G, for the output gradient G (M, V); `x` and
+    /// `w` are the op's CPU inputs, read in place.
+    pub fn backward<T: Real>(&self, x: &Tensor, w: &Tensor, g: &[T]) -> BackwardResult {
         let (m, v, k, threads) = (self.rows, self.outputs, self.features, Self::threads());
+        let (x_in, w_in) = (host_slice::<T>(x)?, host_slice::<T>(w)?);
+        let (xv, wv) = (x_in.get()?, w_in.get()?);
         let mut dx = vec![T::zero(); m * k];
-        matmul((m, k, v), &mut dx, false, g, Stored::AsIs, w, Stored::AsIs, threads);
+        matmul((m, k, v), &mut dx, false, g, Stored::AsIs, wv, Stored::AsIs, threads);
         let mut dw = vec![T::zero(); v * k];
-        matmul((v, k, m), &mut dw, false, g, Stored::Transposed, x, Stored::AsIs, threads);
+        matmul((v, k, m), &mut dw, false, g, Stored::Transposed, xv, Stored::AsIs, threads);
         let mut db = vec![T::zero(); v];
         matmul((1, v, m), &mut db, false, &vec![T::one(); m], Stored::AsIs, g, Stored::AsIs, threads);
+        let device = x.device();
         Ok((
             Some(Tensor::from_vec(dx, (m, k), device)?),
             Some(Tensor::from_vec(dw, (v, k), device)?),
@@ -105,16 +119,9 @@ impl CustomOp3 for Linear {
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> BackwardResult {
-        let grad = grad.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (ws, wl) = w.storage_and_layout();
-        let (gs, gl) = grad.storage_and_layout();
-        let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(gs)) = (&*xs, &*ws, &*gs) else {
-            candle_core::bail!("linear: inputs left the CPU")
-        };
         match x.dtype() {
-            DType::F32 => self.backward::<f32>(cpu_slice(xs, xl)?, cpu_slice(ws, wl)?, cpu_slice(gs, gl)?, x.device()),
-            DType::F64 => self.backward::<f64>(cpu_slice(xs, xl)?, cpu_slice(ws, wl)?, cpu_slice(gs, gl)?, x.device()),
+            DType::F32 => self.backward::<f32>(x, w, host_slice::<f32>(grad)?.get()?),
+            DType::F64 => self.backward::<f64>(x, w, host_slice::<f64>(grad)?.get()?),
             other => candle_core::bail!("linear: expected f32 or f64, found {other:?}"),
         }
     }

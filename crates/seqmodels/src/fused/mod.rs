@@ -146,11 +146,12 @@ impl FusedRecurrence {
         let d = &self.dims;
         let (tn, g, i) = (d.seq_len * d.batch, d.gates(), self.input_size);
         // Read in place where contiguous: the parameters alone are megabytes.
-        let (dresult, params_v, x_v) = (host_slice::<T>(grad_res)?, host_slice::<T>(params)?, host_slice::<T>(x)?);
+        let (dresult, params_v, x_v) =
+            (real::host_slice::<T>(grad_res)?, real::host_slice::<T>(params)?, real::host_slice::<T>(x)?);
         let (dresult, params_v, x_v) = (dresult.get()?, params_v.get()?, x_v.get()?);
         let head = self.input_params_len();
         let grads = run(&self.sequence(), dresult, &params_v[head..], saved);
-        // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x,
+        // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x; and
         // db_ih = column sums of dgi.
         let mut dx = vec![T::zero(); tn * i];
         matmul((tn, i, g), &mut dx, false, &grads.gi, Stored::AsIs, &params_v[..g * i], Stored::AsIs, self.threads);
@@ -166,9 +167,12 @@ impl FusedRecurrence {
             self.threads,
         );
         if d.bias {
-            let db = &mut dparams[g * i..];
-            for row in grads.gi.chunks_exact(g) {
-                db.iter_mut().zip(row).for_each(|(a, b)| *a += *b);
+            let db_ih = &mut dparams[g * i..];
+            match d.kind {
+                CellKind::Gru => sequence::add_column_sums(db_ih, &grads.gi),
+                // Only GRU's n gate tells the input side's gate gradients from the hidden side's:
+                // elsewhere they are one buffer, so db_ih is db_hh, which follows dW_hh (G, H_out).
+                _ => db_ih.copy_from_slice(&grads.params[g * d.h_out..g * d.h_out + g]),
             }
         }
         dparams.extend_from_slice(&grads.params);
@@ -182,34 +186,6 @@ impl FusedRecurrence {
             },
         ))
     }
-}
-
-/// The elements of a CPU tensor: borrowed from its storage when contiguous, else copied.
-enum HostSlice<'a, T: Real> {
-    /// The storage's read guard (candle's lock type, named through `Deref`) and the layout.
-    Borrowed(Box<dyn std::ops::Deref<Target = candle_core::Storage> + 'a>, Layout),
-    Copied(Vec<T>),
-}
-
-impl<T: Real> HostSlice<'_, T> {
-    fn get(&self) -> candle_core::Result<&[T]> {
-        match self {
-            HostSlice::Borrowed(storage, layout) => match &***storage {
-                candle_core::Storage::Cpu(cpu) => real::cpu_slice(cpu, layout),
-                _ => candle_core::bail!("fused recurrence: expected a CPU tensor"),
-            },
-            HostSlice::Copied(v) => Ok(v),
-        }
-    }
-}
-
-fn host_slice<T: Real>(t: &Tensor) -> candle_core::Result<HostSlice<'_, T>> {
-    let (storage, layout) = t.storage_and_layout();
-    if layout.is_contiguous() && matches!(&*storage, candle_core::Storage::Cpu(_)) && t.dtype() == T::DTYPE {
-        return Ok(HostSlice::Borrowed(Box::new(storage), layout.clone()));
-    }
-    drop(storage);
-    Ok(HostSlice::Copied(t.flatten_all()?.to_vec1::<T>()?))
 }
 
 impl CustomOp3 for FusedRecurrence {

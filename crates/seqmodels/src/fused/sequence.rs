@@ -350,9 +350,7 @@ impl Sequence<'_> {
         matmul((g, ho, tn), dw_hh, false, dgh, Stored::Transposed, &saved.h_prev, Stored::AsIs, self.threads);
         let rest = if d.bias {
             let (db, rest) = rest.split_at_mut(g);
-            for row in dgh.chunks_exact(g) {
-                db.iter_mut().zip(row).for_each(|(a, b)| *a += *b);
-            }
+            add_column_sums(db, dgh);
             rest
         } else {
             rest
@@ -361,5 +359,12 @@ impl Sequence<'_> {
             matmul((ho, h, tn), rest, false, dproj, Stored::Transposed, &saved.hh, Stored::AsIs, self.threads);
         }
         dparams
+    }
+}
+
+/// `out` += the column sums of `rows`, a row-major matrix `out.len()` wide (a bias gradient).
+pub(crate) fn add_column_sums<T: Real>(out: &mut [T], rows: &[T]) {
+    for row in rows.chunks_exact(out.len()) {
+        out.iter_mut().zip(row).for_each(|(a, b)| *a += *b);
     }
 }

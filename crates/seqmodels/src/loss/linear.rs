@@ -11,10 +11,10 @@
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 use super::{check_targets, cross_entropy, SoftmaxCrossEntropy};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fused::real::{cpu_slice, Real};
 use crate::linear::{BackwardResult, Linear};
 
@@ -26,25 +26,14 @@ use crate::linear::{BackwardResult, Linear};
 /// On the CPU (f32, f64) this is one fused op (see the module docs); elsewhere the composition
 /// of candle's matmul with [`cross_entropy`].
 pub fn linear_cross_entropy(x: &Tensor, weight: &Tensor, bias: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let (rows, features) = match x.dims() {
-        &[m, k] if m > 0 && k > 0 => (m, k),
-        dims => return Err(Error::shape("x", "(M, K) with M, K >= 1", dims)),
-    };
-    let classes = match weight.dims() {
-        &[v, k] if v > 0 && k == features => v,
-        dims => return Err(Error::shape("weight", format!("(V, {features}) with V >= 1"), dims)),
-    };
-    if bias.dims() != [classes] {
-        return Err(Error::shape("bias", format!("({classes},)"), bias.dims()));
-    }
-    check_targets(targets, rows)?;
-    let same_dtype = weight.dtype() == x.dtype() && bias.dtype() == x.dtype();
-    if !x.device().is_cpu() || !same_dtype || !matches!(x.dtype(), DType::F32 | DType::F64) {
+    let linear = Linear::of(x, weight, bias)?;
+    check_targets(targets, linear.rows)?;
+    if !Linear::runs_fused(x, weight, bias) {
         return cross_entropy(&x.matmul(&weight.t()?)?.broadcast_add(bias)?, targets);
     }
     let op = LinearCrossEntropy {
-        loss: SoftmaxCrossEntropy::new(targets, rows, classes)?,
-        linear: Linear { rows, features, outputs: classes },
+        loss: SoftmaxCrossEntropy::new(targets, linear.rows, linear.outputs)?,
+        linear,
         save: x.track_op() || weight.track_op() || bias.track_op(),
         logits: Mutex::new(None),
     };
@@ -82,12 +71,7 @@ impl LinearCrossEntropy {
             candle_core::bail!("linear cross entropy: backward without kept logits (a second backward?)")
         };
         gradient(&mut g);
-        let (x_storage, x_layout) = x.storage_and_layout();
-        let (w_storage, w_layout) = w.storage_and_layout();
-        let (Storage::Cpu(xs), Storage::Cpu(ws)) = (&*x_storage, &*w_storage) else {
-            candle_core::bail!("linear cross entropy: inputs left the CPU")
-        };
-        self.linear.backward(cpu_slice::<T>(xs, x_layout)?, cpu_slice::<T>(ws, w_layout)?, &g, x.device())
+        self.linear.backward(x, w, &g)
     }
 }
 

@@ -9,10 +9,10 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
 
 use crate::error::{Error, Result};
-use crate::fused::real::{cpu_slice, Activation, Exact, Fast, Real};
+use crate::fused::real::{cpu_slice, host_slice, Activation, Exact, Fast, Real};
 
 mod linear;
 pub use linear::linear_cross_entropy;
@@ -99,20 +99,6 @@ impl SoftmaxCrossEntropy {
         })
     }
 
-    /// `out` = scale * (softmax - one_hot(target)) for `rows` (out holds exactly those rows).
-    #[inline(always)]
-    fn gradient_rows<T: Real, A: Activation<T>>(&self, logits: &[T], out: &mut [T], rows: Range<usize>, scale: T) {
-        let v = self.classes;
-        for (r, out) in rows.zip(out.chunks_exact_mut(v)) {
-            let row = &logits[r * v..(r + 1) * v];
-            let lse = log_sum_exp::<T, A>(row);
-            for (o, &x) in out.iter_mut().zip(row) {
-                *o = scale * A::exp(x - lse);
-            }
-            out[self.targets[r] as usize] -= scale;
-        }
-    }
-
     /// Mean loss over all rows, the rows split between candle's pool threads.
     fn loss<T: Real>(&self, logits: &[T], part: impl Fn(&[T], Range<usize>) -> T + Sync) -> T {
         let rows = self.targets.len();
@@ -123,14 +109,6 @@ impl SoftmaxCrossEntropy {
         });
         let total = *total.lock().unwrap_or_else(|e| e.into_inner());
         total / T::from(rows).unwrap_or_else(T::one)
-    }
-
-    /// d loss / d logits = scale * (softmax - one_hot(target)), scale = grad / M, the rows split
-    /// between candle's pool threads.
-    fn gradient<T: Real>(&self, logits: &[T], part: impl Fn(&[T], &mut [T], Range<usize>) + Sync) -> Vec<T> {
-        let mut grad = vec![T::zero(); logits.len()];
-        self.on_rows_mut(&mut grad, |out, r| part(logits, out, r));
-        grad
     }
 
     /// Runs `part(rows of buf, rows)` on the row chunks of `buf` (rows x classes) in parallel.
@@ -182,17 +160,6 @@ impl SoftmaxCrossEntropy {
             self.loss_rows::<f32, Exact>(l, r)
         })
     }
-
-    fn gradient_f32(&self, logits: &[f32], scale: f32) -> Vec<f32> {
-        self.gradient(logits, |l, out, r| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: AVX-512F was detected.
-                return unsafe { gradient_rows_avx512(self, l, out, r, scale) };
-            }
-            self.gradient_rows::<f32, Exact>(l, out, r, scale)
-        })
-    }
 }
 
 /// Chunks of rows: one per pool thread for large inputs, else one.
@@ -229,18 +196,6 @@ unsafe fn loss_rows_avx512(op: &SoftmaxCrossEntropy, logits: &[f32], rows: Range
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gradient_rows_avx512(
-    op: &SoftmaxCrossEntropy,
-    logits: &[f32],
-    out: &mut [f32],
-    rows: Range<usize>,
-    scale: f32,
-) {
-    op.gradient_rows::<f32, Fast>(logits, out, rows, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
 unsafe fn gradient_rows_in_place_avx512(op: &SoftmaxCrossEntropy, buf: &mut [f32], rows: Range<usize>, scale: f32) {
     op.gradient_rows_in_place::<f32, Fast>(buf, rows, scale)
 }
@@ -262,25 +217,21 @@ impl candle_core::CustomOp1 for SoftmaxCrossEntropy {
     }
 
     fn bwd(&self, logits: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (storage, layout) = logits.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else { candle_core::bail!("cross entropy: logits left the CPU") };
-        let rows = self.targets.len() as f64;
-        let grad = match cpu {
-            CpuStorage::F32(_) => {
-                let scale = grad_res.to_dtype(DType::F32)?.to_scalar::<f32>()? / rows as f32;
-                Tensor::from_vec(self.gradient_f32(cpu_slice(cpu, layout)?, scale), logits.shape(), logits.device())?
+        // d loss / d logits = (softmax - one_hot(target)) * grad / M, written over a copy of the
+        // logits (the copy replaces the zero-fill of a fresh buffer).
+        let scale = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()? / self.targets.len() as f64;
+        let grad = match logits.dtype() {
+            DType::F32 => {
+                let mut g = host_slice::<f32>(logits)?.get()?.to_vec();
+                self.gradient_in_place_f32(&mut g, scale as f32);
+                Tensor::from_vec(g, logits.shape(), logits.device())?
             }
-            CpuStorage::F64(_) => {
-                let scale = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()? / rows;
-                Tensor::from_vec(
-                    self.gradient(cpu_slice(cpu, layout)?, |l, out, r| {
-                        self.gradient_rows::<f64, Exact>(l, out, r, scale)
-                    }),
-                    logits.shape(),
-                    logits.device(),
-                )?
+            DType::F64 => {
+                let mut g = host_slice::<f64>(logits)?.get()?.to_vec();
+                self.gradient_in_place(&mut g, scale);
+                Tensor::from_vec(g, logits.shape(), logits.device())?
             }
-            _ => candle_core::bail!("cross entropy: expected f32 or f64 logits"),
+            other => candle_core::bail!("cross entropy: expected f32 or f64 logits, found {other:?}"),
         };
         Ok(Some(grad))
     }
