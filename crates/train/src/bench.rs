@@ -329,8 +329,6 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     })
 }
 
-/// Chooses the recurrence's implementation in `model`.
-///
 /// `warmup + iters` batches: inputs (B, T) and time-major labels (T*B,), from rows of T+1
 /// uniform tokens.
 fn random_batches(cfg: &BenchConfig, device: &Device) -> Result<Vec<(Tensor, Tensor)>> {
