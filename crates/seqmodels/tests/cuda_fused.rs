@@ -88,27 +88,11 @@ fn compare(gpu: &Device, cfg: &RnnConfig, sizes: Sizes, lengths: Option<&[usize]
 fn every_option_combination_matches_cpu_and_composed() {
     let Some(gpu) = gpu("every_option_combination_matches_cpu_and_composed") else { return };
     let sizes = Sizes { seq_len: 5, batch: 3 };
-    let mut cases = 0;
-    for kind in [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru] {
-        let projections: &[usize] = if kind == CellKind::Lstm { &[0, 2] } else { &[0] };
-        for &proj_size in projections {
-            for num_layers in [1, 2] {
-                for bidirectional in [false, true] {
-                    for bias in [true, false] {
-                        let cfg =
-                            RnnConfig { num_layers, bidirectional, bias, proj_size, ..RnnConfig::new(kind, 3, 4) };
-                        for lengths in [None, Some(&[5usize, 2, 4][..])] {
-                            for with_state in [false, true] {
-                                compare(&gpu, &cfg, sizes, lengths, with_state);
-                                cases += 1;
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    let cases = common::option_combinations(&[false]);
+    for (cfg, lengths, with_state) in &cases {
+        compare(&gpu, cfg, sizes, *lengths, *with_state);
     }
-    assert_eq!(cases, 160);
+    assert_eq!(cases.len(), 160);
 }
 
 /// Sizes that fill several thread blocks (N * H > 256) and are not multiples of anything, a

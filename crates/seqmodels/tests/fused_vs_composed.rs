@@ -11,35 +11,11 @@ use seqmodels::{varmap_from_parameters, CellKind, RnnBase, RnnConfig};
 
 #[test]
 fn every_option_combination_matches_the_composed_path() {
-    let mut cases = 0;
-    for kind in [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru] {
-        let projections: &[usize] = if kind == CellKind::Lstm { &[0, 2] } else { &[0] };
-        for &proj_size in projections {
-            for num_layers in [1, 2] {
-                for bidirectional in [false, true] {
-                    for bias in [true, false] {
-                        for batch_first in [false, true] {
-                            let cfg = RnnConfig {
-                                num_layers,
-                                bidirectional,
-                                bias,
-                                batch_first,
-                                proj_size,
-                                ..RnnConfig::new(kind, 3, 4)
-                            };
-                            for lengths in [None, Some(&[5usize, 2, 4][..])] {
-                                for with_state in [false, true] {
-                                    compare(&cfg, lengths, with_state, DType::F32, 2e-5);
-                                    cases += 1;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    let cases = common::option_combinations(&[false, true]);
+    for (cfg, lengths, with_state) in &cases {
+        compare(cfg, *lengths, *with_state, DType::F32, 2e-5);
     }
-    assert_eq!(cases, 320);
+    assert_eq!(cases.len(), 320);
 }
 
 /// Hidden sizes that split the units between threads, evenly and unevenly.

@@ -105,3 +105,38 @@ pub fn compare(cfg: &RnnConfig, lengths: Option<&[usize]>, with_state: bool, dty
         assert!(err <= tol, "{cfg:?} lengths={lengths:?} state={with_state}: {name} differs by {err}");
     }
 }
+
+/// The option combinations of the fused-kernel tests, as (configuration, lengths, whether to pass
+/// initial states): every cell kind (LSTM with and without a projection), 1 and 2 layers, uni-
+/// and bidirectional, with and without biases, each `batch_first` value given, with and without
+/// lengths (for a batch of 3) and initial states. Input size 3, hidden size 4.
+pub fn option_combinations(batch_first: &[bool]) -> Vec<(RnnConfig, Option<&'static [usize]>, bool)> {
+    let mut cases = Vec::new();
+    for kind in [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru] {
+        let projections: &[usize] = if kind == CellKind::Lstm { &[0, 2] } else { &[0] };
+        for &proj_size in projections {
+            for num_layers in [1, 2] {
+                for bidirectional in [false, true] {
+                    for bias in [true, false] {
+                        for &batch_first in batch_first {
+                            let cfg = RnnConfig {
+                                num_layers,
+                                bidirectional,
+                                bias,
+                                batch_first,
+                                proj_size,
+                                ..RnnConfig::new(kind, 3, 4)
+                            };
+                            for lengths in [None, Some(&[5usize, 2, 4][..])] {
+                                for with_state in [false, true] {
+                                    cases.push((cfg.clone(), lengths, with_state));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cases
+}
