@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 use crate::error::{Error, Result};
-use crate::fused::gemm::{matmul, Stored};
+use crate::fused::gemm::{product, Init, Stored};
 use crate::fused::real::{cpu_slice, host_slice, Real};
 
 /// `x W^T + b` for `x` (M, K), `weight` (V, K), `bias` (V,): (M, V). On the CPU (f32, f64) one
@@ -63,9 +63,7 @@ impl Linear {
     /// y = x W^T + b, (M, V).
     pub fn forward<T: Real>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let (m, v, k) = (self.rows, self.outputs, self.features);
-        let mut y = b.repeat(m);
-        matmul((m, v, k), &mut y, true, x, Stored::AsIs, w, Stored::Transposed, Self::threads());
-        y
+        product((m, v, k), Init::BiasRows(b), x, Stored::AsIs, w, Stored::Transposed, Self::threads())
     }
 
     /// dx = G W, dW = G^T x, db = column sums of G, for the output gradient G (M, V); `x` and
@@ -74,12 +72,9 @@ impl Linear {
         let (m, v, k, threads) = (self.rows, self.outputs, self.features, Self::threads());
         let (x_in, w_in) = (host_slice::<T>(x)?, host_slice::<T>(w)?);
         let (xv, wv) = (x_in.get()?, w_in.get()?);
-        let mut dx = vec![T::zero(); m * k];
-        matmul((m, k, v), &mut dx, false, g, Stored::AsIs, wv, Stored::AsIs, threads);
-        let mut dw = vec![T::zero(); v * k];
-        matmul((v, k, m), &mut dw, false, g, Stored::Transposed, xv, Stored::AsIs, threads);
-        let mut db = vec![T::zero(); v];
-        matmul((1, v, m), &mut db, false, &vec![T::one(); m], Stored::AsIs, g, Stored::AsIs, threads);
+        let dx = product((m, k, v), Init::Zero, g, Stored::AsIs, wv, Stored::AsIs, threads);
+        let dw = product((v, k, m), Init::Zero, g, Stored::Transposed, xv, Stored::AsIs, threads);
+        let db = product((1, v, m), Init::Zero, &vec![T::one(); m], Stored::AsIs, g, Stored::AsIs, threads);
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(dx, (m, k), device)?),

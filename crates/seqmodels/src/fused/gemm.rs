@@ -9,29 +9,84 @@ pub(crate) enum Stored {
     Transposed,
 }
 
-/// dst (m x n) = [dst +] lhs (m x k) * rhs (k x n), every matrix row-major and dense.
-/// `lhs`/`rhs` may be stored transposed ((k x m) / (n x k)). `accumulate` adds to `dst`.
+/// What a product adds to: zeros, what `dst` holds, or a bias row repeated down every row of
+/// `dst` (filled by each thread just before its part of the product, while it is in cache).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Init<'a, T> {
+    Zero,
+    Accumulate,
+    BiasRows(&'a [T]),
+}
+
+/// The element types of the products (f32, f64).
+pub(crate) trait Element: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One {}
+impl<T: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One> Element for T {}
+
+/// dst (m x n) = init + lhs (m x k) * rhs (k x n), every matrix row-major and dense.
+/// `lhs`/`rhs` may be stored transposed ((k x m) / (n x k)); see [`Init`] for `init`.
 /// With `threads > 1`, the rows of `dst` (or its columns, when it has few rows) are split between
 /// candle's pool threads (see [`split`]); the `gemm` crate's own threading (rayon) is not used.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul<T: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One>(
-    (m, n, k): (usize, usize, usize),
+pub(crate) fn matmul<T: Element>(
+    dims: (usize, usize, usize),
     dst: &mut [T],
-    accumulate: bool,
+    init: Init<'_, T>,
     lhs: &[T],
     lhs_stored: Stored,
     rhs: &[T],
     rhs_stored: Stored,
     threads: usize,
 ) {
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n, "matmul operand sizes");
-    if m == 0 || n == 0 {
-        return;
+    assert!(dst.len() >= dims.0 * dims.1, "matmul destination size");
+    // SAFETY: dst holds m x n elements and is borrowed mutably.
+    unsafe { product_into(dims, dst.as_mut_ptr(), init, lhs, lhs_stored, rhs, rhs_stored, threads) }
+}
+
+/// A new m x n matrix `init + lhs * rhs` ([`matmul`] into a fresh buffer, which is written once
+/// instead of zero-filled first). `init` is [`Init::Zero`] or [`Init::BiasRows`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product<T: Element>(
+    (m, n, k): (usize, usize, usize),
+    init: Init<'_, T>,
+    lhs: &[T],
+    lhs_stored: Stored,
+    rhs: &[T],
+    rhs_stored: Stored,
+    threads: usize,
+) -> Vec<T> {
+    assert!(!matches!(init, Init::Accumulate), "a new product has nothing to accumulate into");
+    let mut dst = Vec::with_capacity(m * n);
+    // SAFETY: the buffer has room for m x n elements, and without accumulation `product_into`
+    // writes every one of them (the product overwrites, or the k = 0 case fills in zeros)
+    // before `set_len` exposes them.
+    unsafe {
+        product_into((m, n, k), dst.as_mut_ptr(), init, lhs, lhs_stored, rhs, rhs_stored, threads);
+        dst.set_len(m * n);
     }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].iter_mut().for_each(|v| *v = T::zero());
-        }
+    dst
+}
+
+/// [`matmul`] into a raw destination.
+///
+/// # Safety
+/// `dst` must be valid for writes (and, with [`Init::Accumulate`], reads) of m x n elements
+/// that nothing else accesses meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product_into<T: Element>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    init: Init<'_, T>,
+    lhs: &[T],
+    lhs_stored: Stored,
+    rhs: &[T],
+    rhs_stored: Stored,
+    threads: usize,
+) {
+    assert!(lhs.len() >= m * k && rhs.len() >= k * n, "matmul operand sizes");
+    if let Init::BiasRows(bias) = init {
+        assert!(bias.len() >= n, "matmul bias of {} elements for {n} columns", bias.len());
+    }
+    if m == 0 || n == 0 {
         return;
     }
     // Strides of op(lhs) (m x k) and op(rhs) (k x n) over the stored data: (column, row).
@@ -47,7 +102,7 @@ pub(crate) fn matmul<T: 'static + Copy + Send + Sync + num_traits::Zero + num_tr
     let by_rows = m >= n.min(16 * threads);
     let chunks = split(if by_rows { m } else { n }, m * n * k, threads);
     let per = if by_rows { m } else { n }.div_ceil(chunks);
-    let dst = SendPtr(dst.as_mut_ptr());
+    let dst = SendPtr(dst);
     let run = |chunk: usize| {
         let (total, start) = (if by_rows { m } else { n }, chunk * per);
         if start >= total {
@@ -58,6 +113,28 @@ pub(crate) fn matmul<T: 'static + Copy + Send + Sync + num_traits::Zero + num_tr
         // Where the chunk starts in dst, op(lhs) and op(rhs).
         let (dst_at, lhs_at, rhs_at) =
             if by_rows { (start * n, start * lhs_rs, 0) } else { (start, 0, start * rhs_cs) };
+        // The first element of each of this chunk's rows in dst; the chunk owns `cols` from there.
+        let row_start = |row: usize| dst.offset(dst_at + row * n);
+        let accumulate = match init {
+            Init::Zero => false,
+            Init::Accumulate => true,
+            Init::BiasRows(bias) => {
+                for row in 0..rows {
+                    // SAFETY: this chunk's own part of dst (see below); `bias` holds n elements.
+                    unsafe { std::ptr::copy_nonoverlapping(bias.as_ptr().add(dst_at % n), row_start(row), cols) };
+                }
+                true
+            }
+        };
+        if k == 0 {
+            if !accumulate {
+                for row in 0..rows {
+                    // SAFETY: as above.
+                    (0..cols).for_each(|j| unsafe { row_start(row).add(j).write(T::zero()) });
+                }
+            }
+            return;
+        }
         // SAFETY: the assert above guarantees that every index the strides reach lies inside the
         // slices; each chunk writes only its own rows (or columns) of `dst`, which is borrowed
         // mutably (so it aliases neither operand).
@@ -128,14 +205,14 @@ unsafe impl<T> Sync for SendPtr<T> {}
 
 #[cfg(test)]
 mod tests {
-    use super::{matmul, Stored};
+    use super::{matmul, Init, Stored};
 
-    /// Every storage combination, split by rows (tall dst) and by columns (one-row dst), with
-    /// and without accumulation, against a plain triple loop.
+    /// Every storage combination, split by rows (tall dst) and by columns (one-row dst), starting
+    /// from zero, from dst and from a bias row, against a plain triple loop.
     #[test]
     fn split_products_match_a_plain_loop() {
         let value = |i: usize| ((i * 7919) % 13) as f64 - 6.0;
-        for (m, n, k) in [(100, 50, 40), (1, 300, 500), (3, 2, 1)] {
+        for (m, n, k) in [(100, 50, 40), (1, 300, 500), (3, 2, 1), (40, 3, 0)] {
             let (a, b): (Vec<f64>, Vec<f64>) =
                 ((0..m * k).map(value).collect(), (0..k * n).map(|i| value(i + 5)).collect());
             for (sa, sb) in [
@@ -146,16 +223,22 @@ mod tests {
             ] {
                 let at = |i: usize, kk: usize| if sa == Stored::AsIs { a[i * k + kk] } else { a[kk * m + i] };
                 let bt = |kk: usize, j: usize| if sb == Stored::AsIs { b[kk * n + j] } else { b[j * k + kk] };
-                for accumulate in [false, true] {
+                let bias: Vec<f64> = (0..n).map(|j| value(j + 3)).collect();
+                for init in [Init::Zero, Init::Accumulate, Init::BiasRows(&bias)] {
                     let mut dst: Vec<f64> = (0..m * n).map(|i| value(i + 11)).collect();
                     let expected: Vec<f64> = (0..m * n)
                         .map(|ij| {
                             let (i, j) = (ij / n, ij % n);
-                            (0..k).map(|kk| at(i, kk) * bt(kk, j)).sum::<f64>() + if accumulate { dst[ij] } else { 0.0 }
+                            let start = match init {
+                                Init::Zero => 0.0,
+                                Init::Accumulate => dst[ij],
+                                Init::BiasRows(b) => b[j],
+                            };
+                            (0..k).map(|kk| at(i, kk) * bt(kk, j)).sum::<f64>() + start
                         })
                         .collect();
-                    matmul((m, n, k), &mut dst, accumulate, &a, sa, &b, sb, 2);
-                    assert_eq!(dst, expected, "{m}x{n}x{k} {sa:?} {sb:?} accumulate={accumulate}");
+                    matmul((m, n, k), &mut dst, init, &a, sa, &b, sb, 2);
+                    assert_eq!(dst, expected, "{m}x{n}x{k} {sa:?} {sb:?} {init:?}");
                 }
             }
         }

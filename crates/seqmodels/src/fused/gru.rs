@@ -14,8 +14,13 @@ pub(crate) fn forward_row<T: Real, A: Activation<T>>(
     ghn: &mut [T],
     h_next: &mut [T],
 ) {
-    let [ar, az, an] = act;
-    for j in 0..h_prev.len() {
+    // Every slice cut to the same length up front: no bounds checks left in the loop, which
+    // would keep it from vectorising.
+    let len = h_prev.len();
+    let (gi, gh) = (gi.map(|s| &s[..len]), gh.map(|s| &s[..len]));
+    let [ar, az, an] = act.map(|s| &mut s[..len]);
+    let (ghn, h_next) = (&mut ghn[..len], &mut h_next[..len]);
+    for j in 0..len {
         let r = A::sigmoid(gi[0][j] + gh[0][j]);
         let z = A::sigmoid(gi[1][j] + gh[1][j]);
         let n = A::tanh(gi[2][j] + r * gh[2][j]);
@@ -37,10 +42,13 @@ pub(crate) fn backward_row<T: Real>(
     dgh: [&mut [T]; 3],
     dh_direct: &mut [T],
 ) {
-    let one = T::one();
-    let [ir, iz, inn] = dgi;
-    let [hr, hz, hn] = dgh;
-    for j in 0..dh.len() {
+    let (one, len) = (T::one(), dh.len());
+    // Same lengths up front, as in forward.
+    let act = act.map(|s| &s[..len]);
+    let [ir, iz, inn] = dgi.map(|s| &mut s[..len]);
+    let [hr, hz, hn] = dgh.map(|s| &mut s[..len]);
+    let (ghn, h_prev, dh_direct) = (&ghn[..len], &h_prev[..len], &mut dh_direct[..len]);
+    for j in 0..len {
         let (r, z, n) = (act[0][j], act[1][j], act[2][j]);
         let dn = dh[j] * (one - z) * (one - n * n);
         let dz = dh[j] * (h_prev[j] - n) * z * (one - z);

@@ -14,9 +14,13 @@ pub(crate) fn forward_row<T: Real, A: Activation<T>>(
     tanh_c: &mut [T],
     hh: &mut [T],
 ) {
-    let [pi, pf, pg, po] = pre;
-    let [ai, af, ag, ao] = act;
-    for j in 0..c.len() {
+    // Every slice cut to the same length up front: no bounds checks left in the loop, which
+    // would keep it from vectorising.
+    let n = c.len();
+    let [pi, pf, pg, po] = pre.map(|s| &s[..n]);
+    let [ai, af, ag, ao] = act.map(|s| &mut s[..n]);
+    let (tanh_c, hh) = (&mut tanh_c[..n], &mut hh[..n]);
+    for j in 0..n {
         let (i, f, g, o) = (A::sigmoid(pi[j]), A::sigmoid(pf[j]), A::tanh(pg[j]), A::sigmoid(po[j]));
         let cj = f * c[j] + i * g;
         let tc = A::tanh(cj);
@@ -38,10 +42,12 @@ pub(crate) fn backward_row<T: Real>(
     tanh_c: &[T],
     dpre: [&mut [T]; 4],
 ) {
-    let one = T::one();
-    let [ai, af, ag, ao] = act;
-    let [di, df, dg, d_o] = dpre;
-    for j in 0..dc.len() {
+    let (one, n) = (T::one(), dc.len());
+    // Same lengths up front, as in forward.
+    let [ai, af, ag, ao] = act.map(|s| &s[..n]);
+    let [di, df, dg, d_o] = dpre.map(|s| &mut s[..n]);
+    let (dhh, c_prev, tanh_c) = (&dhh[..n], &c_prev[..n], &tanh_c[..n]);
+    for j in 0..n {
         let (i, f, g, o, tc) = (ai[j], af[j], ag[j], ao[j], tanh_c[j]);
         let dct = dc[j] + dhh[j] * o * (one - tc * tc);
         d_o[j] = dhh[j] * tc * o * (one - o);

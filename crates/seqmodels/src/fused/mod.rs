@@ -31,7 +31,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use crate::cell::{CellWeights, State};
 use crate::config::CellKind;
 use crate::error::Result;
-use gemm::{matmul, Stored};
+use gemm::{matmul, product, Init, Stored};
 use real::Real;
 use sequence::{Dims, Saved, Sequence};
 
@@ -120,11 +120,8 @@ impl FusedRecurrence {
         // The input projection of all steps as one GEMM: gi = b_ih + x W_ih^T.
         let (w_ih, rest) = params.split_at(g * i);
         let (b_ih, recurrent) = rest.split_at(self.input_params_len() - g * i);
-        let mut gi = match d.bias {
-            true => b_ih.repeat(tn),
-            false => vec![T::zero(); tn * g],
-        };
-        matmul((tn, g, i), &mut gi, d.bias, x, Stored::AsIs, w_ih, Stored::Transposed, self.threads);
+        let init = if d.bias { Init::BiasRows(b_ih) } else { Init::Zero };
+        let gi = product((tn, g, i), init, x, Stored::AsIs, w_ih, Stored::Transposed, self.threads);
         let (result, saved) = run(&self.sequence(), &gi, recurrent, state0, self.save);
         if let Some(saved) = saved {
             *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
@@ -153,13 +150,12 @@ impl FusedRecurrence {
         let grads = run(&self.sequence(), dresult, &params_v[head..], saved);
         // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x; and
         // db_ih = column sums of dgi.
-        let mut dx = vec![T::zero(); tn * i];
-        matmul((tn, i, g), &mut dx, false, &grads.gi, Stored::AsIs, &params_v[..g * i], Stored::AsIs, self.threads);
+        let dx = product((tn, i, g), Init::Zero, &grads.gi, Stored::AsIs, &params_v[..g * i], Stored::AsIs, self.threads);
         let mut dparams = vec![T::zero(); head];
         matmul(
             (g, i, tn),
             &mut dparams[..g * i],
-            false,
+            Init::Zero,
             &grads.gi,
             Stored::Transposed,
             x_v,

@@ -19,18 +19,18 @@ pub(crate) struct Packed {
 }
 
 impl Packed {
-    /// Packs the K x ncols matrix whose element (row kk, column col) is `value(kk, col)`.
-    pub(crate) fn new(k: usize, ncols: usize, value: impl Fn(usize, usize) -> f32) -> Self {
+    /// Packs the K x ncols matrix whose element (row kk, column col) is
+    /// `source[start(col) + kk * stride]`: each column is a strided run of `source`, found once
+    /// per column (no index arithmetic per element).
+    pub(crate) fn new(k: usize, ncols: usize, source: &[f32], stride: usize, start: impl Fn(usize) -> usize) -> Self {
         let panels = ncols.div_ceil(NR);
         let mut data = vec![0.0; panels * k * NR];
-        for p in 0..panels {
-            for kk in 0..k {
-                let row = &mut data[(p * k + kk) * NR..(p * k + kk + 1) * NR];
-                for (l, v) in row.iter_mut().enumerate() {
-                    let col = p * NR + l;
-                    if col < ncols {
-                        *v = value(kk, col);
-                    }
+        for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
+            let cols = NR.min(ncols - p * NR);
+            let starts: Vec<usize> = (0..cols).map(|l| start(p * NR + l)).collect();
+            for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                for (v, &at) in row.iter_mut().zip(&starts) {
+                    *v = source[at + kk * stride];
                 }
             }
         }
@@ -104,7 +104,7 @@ mod tests {
         for (m, k, n) in [(13, 37, 70), (8, 256, 32), (1, 5, 3), (32, 64, 96)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
             let w: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
-            let packed = Packed::new(k, n, |kk, col| w[kk * n + col]);
+            let packed = Packed::new(k, n, &w, n, |col| col);
             let ldc = packed.padded_cols();
             let mut c = vec![0f32; m * ldc];
             unsafe { packed.product(m, a.as_ptr(), k, c.as_mut_ptr(), ldc) };
@@ -129,7 +129,8 @@ mod speed {
     fn recurrent_product_speed() {
         let (m, k, n) = (32, 256, 1024);
         let a = vec![0.5f32; m * k];
-        let packed = Packed::new(k, n, |kk, col| ((kk + col) % 7) as f32);
+        let w: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32).collect();
+        let packed = Packed::new(k, n, &w, n, |col| col);
         let ldc = packed.padded_cols();
         let mut c = vec![0f32; m * ldc];
         let start = std::time::Instant::now();

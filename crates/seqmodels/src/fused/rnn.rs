@@ -5,9 +5,8 @@ use super::real::{Activation, Real};
 /// Forward: h' = act(pre), pre = gi + gh.
 #[inline(always)]
 pub(crate) fn forward_row<T: Real, A: Activation<T>>(relu: bool, pre: &[T], h_next: &mut [T]) {
-    for j in 0..h_next.len() {
-        let pre = pre[j];
-        h_next[j] = if !relu {
+    for (h_next, &pre) in h_next.iter_mut().zip(pre) {
+        *h_next = if !relu {
             A::tanh(pre)
         } else if pre > T::zero() {
             pre
@@ -20,11 +19,11 @@ pub(crate) fn forward_row<T: Real, A: Activation<T>>(relu: bool, pre: &[T], h_ne
 /// Backward: the gradient of the pre-activation from the gradient of h' and h' itself.
 #[inline(always)]
 pub(crate) fn backward_row<T: Real>(relu: bool, dh: &[T], h_next: &[T], dpre: &mut [T]) {
-    for j in 0..dh.len() {
-        dpre[j] = match (relu, h_next[j] > T::zero()) {
-            (true, true) => dh[j],
+    for ((dpre, &dh), &h) in dpre.iter_mut().zip(dh).zip(h_next) {
+        *dpre = match (relu, h > T::zero()) {
+            (true, true) => dh,
             (true, false) => T::zero(),
-            (false, _) => dh[j] * (T::one() - h_next[j] * h_next[j]),
+            (false, _) => dh * (T::one() - h * h),
         };
     }
 }

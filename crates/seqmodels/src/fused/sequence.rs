@@ -5,7 +5,7 @@
 //! with W_hr. Backward (BPTT): per step one fused pass computing the gate gradients and one GEMM
 //! `dh = dgates W_hh`; the weight gradients are single GEMMs over all time steps at the end.
 
-use super::gemm::{matmul, Stored};
+use super::gemm::{matmul, Init, Stored};
 use super::real::{Exact, Real};
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
@@ -160,13 +160,8 @@ impl Sequence<'_> {
         let mut saved = save.then(|| Saved::new(&d));
 
         for t in self.order() {
-            for row in gh.chunks_exact_mut(g) {
-                match p.b_hh {
-                    Some(b) => row.copy_from_slice(b),
-                    None => row.fill(zero),
-                }
-            }
-            matmul((n_, g, ho), &mut gh, true, &hs, Stored::AsIs, p.w_hh, Stored::Transposed, self.threads);
+            let init = p.b_hh.map_or(Init::Zero, Init::BiasRows);
+            matmul((n_, g, ho), &mut gh, init, &hs, Stored::AsIs, p.w_hh, Stored::Transposed, self.threads);
             let gi_t = &gi[t * n_ * g..(t + 1) * n_ * g];
             if let Some(s) = saved.as_mut() {
                 s.h_prev[t * n_ * ho..(t + 1) * n_ * ho].copy_from_slice(&hs);
@@ -195,7 +190,7 @@ impl Sequence<'_> {
                     }
                     let new_h: &[T] = match p.w_hr {
                         Some(w_hr) => {
-                            matmul((n_, ho, h), &mut h_next, false, &hh, Stored::AsIs, w_hr, Stored::Transposed, 1);
+                            matmul((n_, ho, h), &mut h_next, Init::Zero, &hh, Stored::AsIs, w_hr, Stored::Transposed, 1);
                             &h_next
                         }
                         None => &hh,
@@ -285,7 +280,7 @@ impl Sequence<'_> {
                     let dhh: &[T] = match p.w_hr {
                         Some(w_hr) => {
                             dproj[t * n_ * ho..(t + 1) * n_ * ho].copy_from_slice(&dh_tot);
-                            matmul((n_, h, ho), &mut dhh, false, &dh_tot, Stored::AsIs, w_hr, Stored::AsIs, 1);
+                            matmul((n_, h, ho), &mut dhh, Init::Zero, &dh_tot, Stored::AsIs, w_hr, Stored::AsIs, 1);
                             &dhh
                         }
                         None => &dh_tot,
@@ -328,7 +323,7 @@ impl Sequence<'_> {
             let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
             dh.copy_from_slice(&direct);
             let dgh_t = &dgh[t * n_ * g..(t + 1) * n_ * g];
-            matmul((n_, ho, g), &mut dh, true, dgh_t, Stored::AsIs, p.w_hh, Stored::AsIs, self.threads);
+            matmul((n_, ho, g), &mut dh, Init::Accumulate, dgh_t, Stored::AsIs, p.w_hh, Stored::AsIs, self.threads);
         }
 
         let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
@@ -347,7 +342,7 @@ impl Sequence<'_> {
         let zero = T::zero();
         let mut dparams = vec![zero; d.params_len()];
         let (dw_hh, rest) = dparams.split_at_mut(g * ho);
-        matmul((g, ho, tn), dw_hh, false, dgh, Stored::Transposed, &saved.h_prev, Stored::AsIs, self.threads);
+        matmul((g, ho, tn), dw_hh, Init::Zero, dgh, Stored::Transposed, &saved.h_prev, Stored::AsIs, self.threads);
         let rest = if d.bias {
             let (db, rest) = rest.split_at_mut(g);
             add_column_sums(db, dgh);
@@ -356,7 +351,7 @@ impl Sequence<'_> {
             rest
         };
         if d.proj {
-            matmul((ho, h, tn), rest, false, dproj, Stored::Transposed, &saved.hh, Stored::AsIs, self.threads);
+            matmul((ho, h, tn), rest, Init::Zero, dproj, Stored::Transposed, &saved.hh, Stored::AsIs, self.threads);
         }
         dparams
     }

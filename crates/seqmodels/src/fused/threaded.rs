@@ -141,7 +141,7 @@ pub(crate) fn forward(
     on_threads(&ranges, |_, (u0, u1)| {
         let nu = u1 - u0;
         // My gate rows of W_hh, transposed: column (q, j) of the packed matrix is row q*H + u0 + j.
-        let packed = Packed::new(h, q_n * nu, |kk, col| w_hh[((col / nu) * h + u0 + col % nu) * h + kk]);
+        let packed = Packed::new(h, q_n * nu, w_hh, 1, |col| ((col / nu) * h + u0 + col % nu) * h);
         let ldc = packed.padded_cols();
         let mut gh = vec![0f32; m * ldc];
         // My columns of c0 (LSTM); other kinds get an unused zero buffer.
@@ -302,7 +302,7 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
     on_threads(&ranges, |_, (u0, u1)| {
         let nu = u1 - u0;
         // My columns of W_hh (G x H): dh[:, my units] = dgates W_hh[:, my units].
-        let packed = Packed::new(g, nu, |kk, col| w_hh[kk * h + u0 + col]);
+        let packed = Packed::new(g, nu, w_hh, h, |col| u0 + col);
         let ldc = packed.padded_cols();
         let mut prod = vec![0f32; m * ldc];
         let mine = |v: &[f32]| -> Vec<f32> { (0..m).flat_map(|n| v[n * h + u0..n * h + u1].to_vec()).collect() };
