@@ -2,13 +2,18 @@
 //! n = tanh(gi_n + r * (h W_hn^T + b_hn)) and h' = (1-z)*n + z*h.
 
 use super::real::{Activation, Real};
+use super::sequence::cut;
 
-/// Forward. `gi`, `gh`: input and hidden parts of the gates (biases included); writes the
-/// activations r, z, n, the hidden part of n (`ghn`, needed by backward) and h'.
+/// Forward. `gi`, `gh`: input and hidden parts of the gates, without biases; `b_ih`, `b_hh`:
+/// the biases of each part. Writes the activations r, z, n, the hidden part of n with its bias
+/// (`ghn`, needed by backward) and h'.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_row<T: Real, A: Activation<T>>(
     gi: [&[T]; 3],
     gh: [&[T]; 3],
+    b_ih: [&[T]; 3],
+    b_hh: [&[T]; 3],
     h_prev: &[T],
     act: [&mut [T]; 3],
     ghn: &mut [T],
@@ -17,15 +22,16 @@ pub(crate) fn forward_row<T: Real, A: Activation<T>>(
     // Every slice cut to the same length up front: no bounds checks left in the loop, which
     // would keep it from vectorising.
     let len = h_prev.len();
-    let (gi, gh) = (gi.map(|s| &s[..len]), gh.map(|s| &s[..len]));
+    let (gi, gh, b_ih, b_hh) = (cut(gi, len), cut(gh, len), cut(b_ih, len), cut(b_hh, len));
     let [ar, az, an] = act.map(|s| &mut s[..len]);
     let (ghn, h_next) = (&mut ghn[..len], &mut h_next[..len]);
     for j in 0..len {
-        let r = A::sigmoid(gi[0][j] + gh[0][j]);
-        let z = A::sigmoid(gi[1][j] + gh[1][j]);
-        let n = A::tanh(gi[2][j] + r * gh[2][j]);
+        let r = A::sigmoid(gi[0][j] + b_ih[0][j] + gh[0][j] + b_hh[0][j]);
+        let z = A::sigmoid(gi[1][j] + b_ih[1][j] + gh[1][j] + b_hh[1][j]);
+        let hidden_n = gh[2][j] + b_hh[2][j];
+        let n = A::tanh(gi[2][j] + b_ih[2][j] + r * hidden_n);
         (ar[j], az[j], an[j]) = (r, z, n);
-        ghn[j] = gh[2][j];
+        ghn[j] = hidden_n;
         h_next[j] = n + z * (h_prev[j] - n);
     }
 }

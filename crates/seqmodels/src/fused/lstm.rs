@@ -3,12 +3,16 @@
 //! of the q-th slice, so callers pass a whole row or one thread's share of the units.
 
 use super::real::{Activation, Real};
+use super::sequence::cut;
 
-/// Forward. `pre`: gate pre-activations (gi + gh); `act`: receives i, f, g, o; `c`: c on
-/// entry, c' = f*c + i*g on exit; writes tanh(c') and hh = o*tanh(c') (before projection).
+/// Forward. The pre-activation of gate q is `gh[q] + gi[q] + bias[q]`: the hidden part, the
+/// input part and the two biases summed. `act` receives i, f, g, o; `c`: c on entry,
+/// c' = f*c + i*g on exit; writes tanh(c') and hh = o*tanh(c') (before projection).
 #[inline(always)]
 pub(crate) fn forward_row<T: Real, A: Activation<T>>(
-    pre: [&[T]; 4],
+    gh: [&[T]; 4],
+    gi: [&[T]; 4],
+    bias: [&[T]; 4],
     act: [&mut [T]; 4],
     c: &mut [T],
     tanh_c: &mut [T],
@@ -17,11 +21,12 @@ pub(crate) fn forward_row<T: Real, A: Activation<T>>(
     // Every slice cut to the same length up front: no bounds checks left in the loop, which
     // would keep it from vectorising.
     let n = c.len();
-    let [pi, pf, pg, po] = pre.map(|s| &s[..n]);
+    let (gh, gi, bias) = (cut(gh, n), cut(gi, n), cut(bias, n));
     let [ai, af, ag, ao] = act.map(|s| &mut s[..n]);
     let (tanh_c, hh) = (&mut tanh_c[..n], &mut hh[..n]);
     for j in 0..n {
-        let (i, f, g, o) = (A::sigmoid(pi[j]), A::sigmoid(pf[j]), A::tanh(pg[j]), A::sigmoid(po[j]));
+        let pre = |q: usize| gh[q][j] + gi[q][j] + bias[q][j];
+        let (i, f, g, o) = (A::sigmoid(pre(0)), A::sigmoid(pre(1)), A::tanh(pre(2)), A::sigmoid(pre(3)));
         let cj = f * c[j] + i * g;
         let tc = A::tanh(cj);
         (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);

@@ -2,10 +2,11 @@
 
 use super::real::{Activation, Real};
 
-/// Forward: h' = act(pre), pre = gi + gh.
+/// Forward: h' = act(gh + gi + bias), the hidden part, the input part and both biases summed.
 #[inline(always)]
-pub(crate) fn forward_row<T: Real, A: Activation<T>>(relu: bool, pre: &[T], h_next: &mut [T]) {
-    for (h_next, &pre) in h_next.iter_mut().zip(pre) {
+pub(crate) fn forward_row<T: Real, A: Activation<T>>(relu: bool, gh: &[T], gi: &[T], bias: &[T], h_next: &mut [T]) {
+    for (((h_next, &gh), &gi), &b) in h_next.iter_mut().zip(gh).zip(gi).zip(bias) {
+        let pre = gh + gi + b;
         *h_next = if !relu {
             A::tanh(pre)
         } else if pre > T::zero() {

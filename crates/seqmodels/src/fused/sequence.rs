@@ -94,6 +94,31 @@ pub(crate) fn gates_mut<const Q: usize, T>(row: &mut [T]) -> [&mut [T]; Q] {
     std::array::from_fn(|_| chunks.next().expect("row holds Q gates"))
 }
 
+/// The biases as the row kernels take them, zeros where the layer has none: each part's own
+/// (GRU keeps them apart for its n gate) and their sum (LSTM, RNN).
+pub(crate) struct Biases<T> {
+    pub input: Vec<T>,
+    pub hidden: Vec<T>,
+    pub sum: Vec<T>,
+}
+
+impl<T: Real> Biases<T> {
+    /// From b_ih and b_hh (G each, when present) for `g` gate columns.
+    pub fn new(g: usize, b_ih: Option<&[T]>, b_hh: Option<&[T]>) -> Self {
+        let or_zero = |b: Option<&[T]>| b.map_or_else(|| vec![T::zero(); g], <[T]>::to_vec);
+        let (input, hidden) = (or_zero(b_ih), or_zero(b_hh));
+        let sum = input.iter().zip(&hidden).map(|(a, b)| *a + *b).collect();
+        Biases { input, hidden, sum }
+    }
+}
+
+/// The first `len` elements of each slice (the row kernels cut their inputs to one length, so
+/// that no bounds check stays in their loops to keep them from vectorising).
+#[inline(always)]
+pub(crate) fn cut<const Q: usize, T>(parts: [&[T]; Q], len: usize) -> [&[T]; Q] {
+    parts.map(|s| &s[..len])
+}
+
 /// Gradients of the op's three inputs.
 pub(crate) struct Grads<T> {
     pub gi: Vec<T>,
@@ -140,13 +165,21 @@ impl Sequence<'_> {
         Params { w_hh, b_hh, w_hr: d.proj.then_some(rest) }
     }
 
-    /// Runs the sequence. `gi` (T, N, G) holds x W_ih^T + b_ih; `params` the packed recurrent
-    /// parameters; `state0` h0 then c0. Returns the result (output, h_n, c_n) and, when
-    /// `save`, what backward needs.
-    pub fn forward<T: Real>(&self, gi: &[T], params: &[T], state0: &[T], save: bool) -> (Vec<T>, Option<Saved<T>>) {
+    /// Runs the sequence. `gi` (T, N, G) holds x W_ih^T; `b_ih` its bias; `params` the packed
+    /// recurrent parameters; `state0` h0 then c0. Returns the result (output, h_n, c_n) and,
+    /// when `save`, what backward needs.
+    pub fn forward<T: Real>(
+        &self,
+        gi: &[T],
+        b_ih: Option<&[T]>,
+        params: &[T],
+        state0: &[T],
+        save: bool,
+    ) -> (Vec<T>, Option<Saved<T>>) {
         let d = self.dims;
         let (n_, h, ho, g) = (d.batch, d.hidden, d.h_out, d.gates());
         let p = self.split_params(params);
+        let biases = Biases::new(g, b_ih, p.b_hh);
         let zero = T::zero();
         let mut result = vec![zero; d.result_len()];
         let mut hs = state0[..n_ * ho].to_vec();
@@ -160,8 +193,7 @@ impl Sequence<'_> {
         let mut saved = save.then(|| Saved::new(&d));
 
         for t in self.order() {
-            let init = p.b_hh.map_or(Init::Zero, Init::BiasRows);
-            matmul((n_, g, ho), &mut gh, init, &hs, Stored::AsIs, p.w_hh, Stored::Transposed, self.threads);
+            matmul((n_, g, ho), &mut gh, Init::Zero, &hs, Stored::AsIs, p.w_hh, Stored::Transposed, self.threads);
             let gi_t = &gi[t * n_ * g..(t + 1) * n_ * g];
             if let Some(s) = saved.as_mut() {
                 s.h_prev[t * n_ * ho..(t + 1) * n_ * ho].copy_from_slice(&hs);
@@ -170,8 +202,7 @@ impl Sequence<'_> {
             match d.kind {
                 CellKind::Lstm => {
                     for n in rows.clone() {
-                        let pre = &mut gh[n * g..(n + 1) * g];
-                        pre.iter_mut().zip(&gi_t[n * g..(n + 1) * g]).for_each(|(a, b)| *a += *b);
+                        let (gh_row, gi_row) = (&gh[n * g..(n + 1) * g], &gi_t[n * g..(n + 1) * g]);
                         let c_row = &mut c[n * h..(n + 1) * h];
                         let at = (t * n_ + n) * h;
                         if let Some(s) = saved.as_mut() {
@@ -179,7 +210,15 @@ impl Sequence<'_> {
                         }
                         let tc = &mut tanh_c[n * h..(n + 1) * h];
                         let hh_row = &mut hh[n * h..(n + 1) * h];
-                        lstm::forward_row::<T, Exact>(gates(pre), gates_mut(&mut act), c_row, tc, hh_row);
+                        lstm::forward_row::<T, Exact>(
+                            gates(gh_row),
+                            gates(gi_row),
+                            gates(&biases.sum),
+                            gates_mut(&mut act),
+                            c_row,
+                            tc,
+                            hh_row,
+                        );
                         if let Some(s) = saved.as_mut() {
                             s.tanh_c[at..at + h].copy_from_slice(tc);
                             s.act[(t * n_ + n) * g..(t * n_ + n + 1) * g].copy_from_slice(&act);
@@ -205,6 +244,8 @@ impl Sequence<'_> {
                         gru::forward_row::<T, Exact>(
                             gates(&gi_t[a.clone()]),
                             gates(&gh[a]),
+                            gates(&biases.input),
+                            gates(&biases.hidden),
                             &hs[b.clone()],
                             gates_mut(&mut act),
                             &mut ghn[b.clone()],
@@ -222,8 +263,7 @@ impl Sequence<'_> {
                     let relu = d.kind == CellKind::RnnRelu;
                     for n in rows.clone() {
                         let b = n * h..(n + 1) * h;
-                        gh[b.clone()].iter_mut().zip(&gi_t[b.clone()]).for_each(|(a, x)| *a += *x);
-                        rnn::forward_row::<T, Exact>(relu, &gh[b.clone()], &mut h_next[b.clone()]);
+                        rnn::forward_row::<T, Exact>(relu, &gh[b.clone()], &gi_t[b.clone()], &biases.sum, &mut h_next[b.clone()]);
                         if let Some(s) = saved.as_mut() {
                             let at = (t * n_ + n) * h;
                             s.act[at..at + h].copy_from_slice(&h_next[b.clone()]);

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::panel::Packed;
 use super::real::Fast;
-use super::sequence::{gates, gates_mut, Dims, Grads, Saved, Sequence};
+use super::sequence::{gates_mut, Biases, Dims, Grads, Saved, Sequence};
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
 
@@ -115,6 +115,7 @@ pub(crate) fn pool_threads() -> usize {
 pub(crate) fn forward(
     seq: &Sequence,
     gi: &[f32],
+    b_ih: Option<&[f32]>,
     params: &[f32],
     state0: &[f32],
     save: bool,
@@ -122,7 +123,7 @@ pub(crate) fn forward(
     let d = seq.dims;
     let (m, h, g, q_n) = (d.batch, d.hidden, d.gates(), d.kind.num_gates());
     let (w_hh, rest) = params.split_at(g * h);
-    let b_hh = d.bias.then(|| &rest[..g]);
+    let biases = Biases::new(g, b_ih, d.bias.then(|| &rest[..g]));
     let mut result = vec![0f32; d.result_len()];
     let mut saved = save.then(|| Saved::new(&d));
     let mut hbuf = vec![0f32; 2 * m * h];
@@ -137,6 +138,8 @@ pub(crate) fn forward(
     });
     let order = seq.order();
     let zero_start = state0[..m * h].iter().all(|v| *v == 0.0);
+    // Width of a row of the saved activations: the gates, or h' itself for RNN.
+    let act_w = if q_n == 1 { h } else { g };
 
     on_threads(&ranges, |_, (u0, u1)| {
         let nu = u1 - u0;
@@ -149,9 +152,8 @@ pub(crate) fn forward(
             CellKind::Lstm => (0..m).flat_map(|n| c0[n * h + u0..n * h + u1].to_vec()).collect(),
             _ => vec![0f32; m * nu],
         };
-        let mut act = vec![0f32; q_n * nu];
-        let (mut tanh_c, mut hh, mut ghn) = (vec![0f32; nu], vec![0f32; nu], vec![0f32; nu]);
-        let mut pre = vec![0f32; q_n * nu];
+        // Where a row's activations, tanh(c') and GRU's hidden n part go when nothing is saved.
+        let (mut act, mut tanh_c, mut ghn) = (vec![0f32; 4 * nu], vec![0f32; nu], vec![0f32; nu]);
         for (s, &t) in order.iter().enumerate() {
             let (prev_at, next_at) = ((s % 2) * m * h, ((s + 1) % 2) * m * h);
             if s == 0 && zero_start {
@@ -161,60 +163,41 @@ pub(crate) fn forward(
                 unsafe { packed.product(m, hs.0.add(prev_at), h, gh.as_mut_ptr(), ldc) };
             }
             for n in 0..m {
-                // SAFETY (all slices below): columns u0..u1 of row n belong to this thread.
+                // SAFETY (all slices below): columns u0..u1 of row n (of each gate) belong to
+                // this thread.
                 let h_prev = unsafe { hs.slice(prev_at + n * h + u0, nu) };
                 let h_next = unsafe { hs.slice(next_at + n * h + u0, nu) };
                 if !seq.valid(t, n) {
                     h_next.copy_from_slice(h_prev);
                     continue;
                 }
-                let row = (t * m + n) * g;
-                for q in 0..q_n {
-                    let hidden_part = &gh[n * ldc + q * nu..n * ldc + (q + 1) * nu];
-                    // GRU keeps the hidden part of n apart: n = tanh(gi_n + r * gh_n).
-                    let input_part = (d.kind != CellKind::Gru).then(|| &gi[row + q * h + u0..row + q * h + u1]);
-                    let bias = b_hh.map(|b| &b[q * h + u0..q * h + u1]);
-                    // SAFETY: AVX-512F was detected.
-                    unsafe { sum_into(&mut pre[q * nu..(q + 1) * nu], hidden_part, input_part, bias) };
-                }
                 let c_row = &mut c[n * nu..(n + 1) * nu];
-                let at = (t * m + n) * h + u0;
-                if let Some((sh, _, sc, _, _)) = s_ptrs {
+                let (at, row) = ((t * m + n) * h + u0, (t * m + n) * g);
+                // Training writes straight into the saved buffers; inference into scratch.
+                let mut row_out = RowOut { act: gates_mut(&mut act), tanh_c: &mut tanh_c, ghn: &mut ghn };
+                if let Some((sh, sa, sc, st, sg)) = s_ptrs {
                     unsafe { sh.slice(at, nu) }.copy_from_slice(h_prev);
-                    if d.kind == CellKind::Lstm {
-                        unsafe { sc.slice(at, nu) }.copy_from_slice(c_row);
+                    match d.kind {
+                        CellKind::Lstm => {
+                            unsafe { sc.slice(at, nu) }.copy_from_slice(c_row);
+                            row_out.act = unsafe { sa.gates::<4>((t * m + n) * act_w + u0, h, nu) };
+                            row_out.tanh_c = unsafe { st.slice(at, nu) };
+                        }
+                        CellKind::Gru => {
+                            let [r, z, n_] = unsafe { sa.gates::<3>((t * m + n) * act_w + u0, h, nu) };
+                            let [.., spare] = row_out.act;
+                            row_out.act = [r, z, n_, spare];
+                            row_out.ghn = unsafe { sg.slice(at, nu) };
+                        }
+                        CellKind::RnnTanh | CellKind::RnnRelu => {}
                     }
                 }
-                // SAFETY: the fused passes below run on a CPU with AVX-512F (checked by `available`).
-                unsafe {
-                    gate_pass(
-                        d.kind,
-                        &pre,
-                        gi,
-                        row,
-                        h,
-                        u0,
-                        h_prev,
-                        &mut act,
-                        c_row,
-                        &mut tanh_c,
-                        &mut hh,
-                        &mut ghn,
-                        h_next,
-                    )
-                };
+                let my_gh = &gh[n * ldc..n * ldc + q_n * nu];
+                // SAFETY: the fused passes run on a CPU with AVX-512F (checked by `available`).
+                unsafe { gate_pass(d.kind, my_gh, &gi[row..row + g], &biases, u0, h_prev, c_row, row_out, h_next) };
                 unsafe { out.slice((t * m + n) * h + u0, nu) }.copy_from_slice(h_next);
-                if let Some((_, sa, _, st, sg)) = s_ptrs {
-                    let act_w = if q_n == 1 { h } else { g };
-                    for q in 0..q_n {
-                        unsafe { sa.slice((t * m + n) * act_w + q * h + u0, nu) }
-                            .copy_from_slice(&act[q * nu..(q + 1) * nu]);
-                    }
-                    match d.kind {
-                        CellKind::Lstm => unsafe { st.slice(at, nu) }.copy_from_slice(&tanh_c),
-                        CellKind::Gru => unsafe { sg.slice(at, nu) }.copy_from_slice(&ghn),
-                        _ => {}
-                    }
+                if let (Some((_, sa, ..)), true) = (s_ptrs, q_n == 1) {
+                    unsafe { sa.slice(at, nu) }.copy_from_slice(h_next); // RNN saves h' as its activation.
                 }
             }
             barrier.wait();
@@ -232,19 +215,17 @@ pub(crate) fn forward(
     (result, saved)
 }
 
-/// dst = a [+ b] [+ c], vectorised.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[target_feature(enable = "avx512f")]
-unsafe fn sum_into(dst: &mut [f32], a: &[f32], b: Option<&[f32]>, c: Option<&[f32]>) {
-    dst.copy_from_slice(a);
-    for addend in [b, c].into_iter().flatten() {
-        dst.iter_mut().zip(addend).for_each(|(d, x)| *d += *x);
-    }
+/// Where the gate pass of one row writes what backward needs besides h': the gate
+/// activations (GRU uses three, RNN none), tanh(c') (LSTM) and the hidden part of n (GRU).
+struct RowOut<'a> {
+    act: [&'a mut [f32]; 4],
+    tanh_c: &'a mut [f32],
+    ghn: &'a mut [f32],
 }
 
-/// The fused gate pass of one row over my units, vectorised with AVX-512.
+/// The fused gate pass of one row over my units, vectorised with AVX-512: the pre-activation
+/// sums (my gate columns `gh` of the recurrent product, the row's input part `gi`, the biases),
+/// the activations and the state update, which writes my columns of h' (and c' in `c`).
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
@@ -252,32 +233,48 @@ unsafe fn sum_into(dst: &mut [f32], a: &[f32], b: Option<&[f32]>, c: Option<&[f3
 #[allow(clippy::too_many_arguments)]
 unsafe fn gate_pass(
     kind: CellKind,
-    pre: &[f32],
+    gh: &[f32],
     gi: &[f32],
-    row: usize,
-    h: usize,
+    biases: &Biases<f32>,
     u0: usize,
     h_prev: &[f32],
-    act: &mut [f32],
     c: &mut [f32],
-    tanh_c: &mut [f32],
-    hh: &mut [f32],
-    ghn: &mut [f32],
+    out: RowOut,
     h_next: &mut [f32],
 ) {
     let nu = h_next.len();
+    let h = gi.len() / kind.num_gates();
+    // Gate q of my units in a full row of G, and in my gate columns of the product.
+    fn of_units<const Q: usize>(row: &[f32], h: usize, u0: usize, nu: usize) -> [&[f32]; Q] {
+        std::array::from_fn(|q| &row[q * h + u0..q * h + u0 + nu])
+    }
+    let hidden = |q: usize| &gh[q * nu..(q + 1) * nu];
     match kind {
-        CellKind::Lstm => {
-            lstm::forward_row::<f32, Fast>(gates(pre), gates_mut(act), c, tanh_c, hh);
-            h_next.copy_from_slice(hh);
-        }
+        CellKind::Lstm => lstm::forward_row::<f32, Fast>(
+            std::array::from_fn(hidden),
+            of_units(gi, h, u0, nu),
+            of_units(&biases.sum, h, u0, nu),
+            out.act,
+            c,
+            out.tanh_c,
+            h_next,
+        ),
         CellKind::Gru => {
-            let gi_units: [&[f32]; 3] = std::array::from_fn(|q| &gi[row + q * h + u0..row + q * h + u0 + nu]);
-            gru::forward_row::<f32, Fast>(gi_units, gates(pre), h_prev, gates_mut(act), ghn, h_next);
+            let [r, z, n, _] = out.act;
+            gru::forward_row::<f32, Fast>(
+                of_units(gi, h, u0, nu),
+                std::array::from_fn(hidden),
+                of_units(&biases.input, h, u0, nu),
+                of_units(&biases.hidden, h, u0, nu),
+                h_prev,
+                [r, z, n],
+                out.ghn,
+                h_next,
+            );
         }
         CellKind::RnnTanh | CellKind::RnnRelu => {
-            rnn::forward_row::<f32, Fast>(kind == CellKind::RnnRelu, pre, h_next);
-            act.copy_from_slice(h_next);
+            let [gi, bias] = [gi, &biases.sum].map(|row| of_units::<1>(row, h, u0, nu)[0]);
+            rnn::forward_row::<f32, Fast>(kind == CellKind::RnnRelu, hidden(0), gi, bias, h_next)
         }
     }
 }
