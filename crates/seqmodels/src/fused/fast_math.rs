@@ -1,5 +1,7 @@
 //! Branch-free exp, sigmoid and tanh for f32 that the compiler vectorises (no libm calls).
 //! Absolute error below 2e-7 against the exact functions, well inside the 1e-5 parity budget.
+//! Written with `mul_add`: callers are compiled with AVX-512 (which implies FMA), where each is
+//! one fused instruction; without FMA hardware `mul_add` would be a slow libm call.
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
@@ -11,11 +13,11 @@ const ROUNDER: f32 = 12_582_912.0;
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let t = x * LOG2E + ROUNDER;
+    let t = x.mul_add(LOG2E, ROUNDER);
     let n = t - ROUNDER;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    // e^r on |r| <= ln2/2, Taylor to degree 6 (relative error ~1e-7).
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
+    // e^r on |r| <= ln2/2, Taylor to degree 6 (relative error ~1e-7), in Horner form.
+    let p = [1.0f32 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0].iter().fold(1.0f32 / 720.0, |p, &c| p.mul_add(r, c));
     let pow2n = f32::from_bits((t.to_bits().wrapping_sub(ROUNDER.to_bits()).wrapping_add(127)) << 23);
     p * pow2n
 }

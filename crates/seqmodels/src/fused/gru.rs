@@ -25,14 +25,18 @@ pub(crate) fn forward_row<T: Real, A: Activation<T>>(
     let (gi, gh, b_ih, b_hh) = (cut(gi, len), cut(gh, len), cut(b_ih, len), cut(b_hh, len));
     let [ar, az, an] = act.map(|s| &mut s[..len]);
     let (ghn, h_next) = (&mut ghn[..len], &mut h_next[..len]);
+    // Two passes, r and z then n and h': shorter loops, whose iterations the core overlaps
+    // (one loop would wait on a chain of exp, divide, exp, divide each time).
     for j in 0..len {
-        let r = A::sigmoid(gi[0][j] + b_ih[0][j] + gh[0][j] + b_hh[0][j]);
-        let z = A::sigmoid(gi[1][j] + b_ih[1][j] + gh[1][j] + b_hh[1][j]);
+        ar[j] = A::sigmoid(gi[0][j] + b_ih[0][j] + gh[0][j] + b_hh[0][j]);
+        az[j] = A::sigmoid(gi[1][j] + b_ih[1][j] + gh[1][j] + b_hh[1][j]);
+    }
+    for j in 0..len {
         let hidden_n = gh[2][j] + b_hh[2][j];
-        let n = A::tanh(gi[2][j] + b_ih[2][j] + r * hidden_n);
-        (ar[j], az[j], an[j]) = (r, z, n);
+        let n = A::tanh(gi[2][j] + b_ih[2][j] + ar[j] * hidden_n);
+        an[j] = n;
         ghn[j] = hidden_n;
-        h_next[j] = n + z * (h_prev[j] - n);
+        h_next[j] = n + az[j] * (h_prev[j] - n);
     }
 }
 

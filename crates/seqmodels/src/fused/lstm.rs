@@ -24,15 +24,18 @@ pub(crate) fn forward_row<T: Real, A: Activation<T>>(
     let (gh, gi, bias) = (cut(gh, n), cut(gi, n), cut(bias, n));
     let [ai, af, ag, ao] = act.map(|s| &mut s[..n]);
     let (tanh_c, hh) = (&mut tanh_c[..n], &mut hh[..n]);
+    // Two passes: the gates, then the state. One loop doing both is too long for the core to
+    // overlap its iterations, and each waits on its own chain of exp, divide, exp, divide.
     for j in 0..n {
         let pre = |q: usize| gh[q][j] + gi[q][j] + bias[q][j];
-        let (i, f, g, o) = (A::sigmoid(pre(0)), A::sigmoid(pre(1)), A::tanh(pre(2)), A::sigmoid(pre(3)));
-        let cj = f * c[j] + i * g;
+        (ai[j], af[j], ag[j], ao[j]) = (A::sigmoid(pre(0)), A::sigmoid(pre(1)), A::tanh(pre(2)), A::sigmoid(pre(3)));
+    }
+    for j in 0..n {
+        let cj = af[j] * c[j] + ai[j] * ag[j];
         let tc = A::tanh(cj);
-        (ai[j], af[j], ag[j], ao[j]) = (i, f, g, o);
         c[j] = cj;
         tanh_c[j] = tc;
-        hh[j] = o * tc;
+        hh[j] = ao[j] * tc;
     }
 }
 

@@ -64,17 +64,50 @@ pub(crate) struct Saved<T> {
 }
 
 impl<T: Real> Saved<T> {
+    /// Elements of each buffer for a forward pass of `d`, in field order.
+    fn lengths(d: &Dims) -> [usize; 6] {
+        let (tn, h) = (d.seq_len * d.batch, d.hidden);
+        let only = |kind: bool, len: usize| if kind { len } else { 0 };
+        [
+            tn * d.h_out,
+            tn * if d.kind.num_gates() == 1 { h } else { d.gates() },
+            only(d.kind == CellKind::Lstm, tn * h),
+            only(d.kind == CellKind::Lstm, tn * h),
+            only(d.kind == CellKind::Gru, tn * h),
+            only(d.proj, tn * h),
+        ]
+    }
+
+    fn buffers(&mut self) -> [&mut Vec<T>; 6] {
+        [&mut self.h_prev, &mut self.act, &mut self.c_prev, &mut self.tanh_c, &mut self.ghn, &mut self.hh]
+    }
+
     /// Zeroed buffers for a forward pass of `d`.
     pub fn new(d: &Dims) -> Self {
-        let (tn, h, zero) = (d.seq_len * d.batch, d.hidden, T::zero());
-        let only = |kind: bool, len: usize| if kind { vec![zero; len] } else { Vec::new() };
-        Saved {
-            h_prev: vec![zero; tn * d.h_out],
-            act: vec![zero; tn * if d.kind.num_gates() == 1 { h } else { d.gates() }],
-            c_prev: only(d.kind == CellKind::Lstm, tn * h),
-            tanh_c: only(d.kind == CellKind::Lstm, tn * h),
-            ghn: only(d.kind == CellKind::Gru, tn * h),
-            hh: only(d.proj, tn * h),
+        let mut saved = Saved::default();
+        for (v, len) in saved.buffers().into_iter().zip(Self::lengths(d)) {
+            *v = vec![T::zero(); len];
+        }
+        saved
+    }
+
+    /// Empty buffers with room for a forward pass of `d` that writes every element through
+    /// their pointers (`as_mut_ptr`), skipping the zero-fill of [`Saved::new`] (megabytes).
+    pub fn unfilled(d: &Dims) -> Self {
+        let mut saved = Saved::default();
+        for (v, len) in saved.buffers().into_iter().zip(Self::lengths(d)) {
+            *v = Vec::with_capacity(len);
+        }
+        saved
+    }
+
+    /// Exposes the elements of buffers made by [`Saved::unfilled`] for the same `d`.
+    ///
+    /// # Safety
+    /// Every element must have been written.
+    pub unsafe fn assume_filled(&mut self, d: &Dims) {
+        for (v, len) in self.buffers().into_iter().zip(Self::lengths(d)) {
+            v.set_len(len);
         }
     }
 }

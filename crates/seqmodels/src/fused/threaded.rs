@@ -87,6 +87,33 @@ impl Shared {
     }
 }
 
+/// A buffer that the threads fill completely before anyone reads it, allocated without the
+/// zero-fill that `vec![0.0; len]` would spend on it (megabytes per call, on one thread).
+struct Unfilled {
+    buf: Vec<f32>,
+    len: usize,
+}
+
+impl Unfilled {
+    fn new(len: usize) -> Self {
+        Unfilled { buf: Vec::with_capacity(len), len }
+    }
+
+    /// Where the threads write (spare capacity of the vector: writes through it are sound).
+    fn shared(&mut self) -> Shared {
+        Shared(self.buf.as_mut_ptr())
+    }
+
+    /// The filled buffer.
+    ///
+    /// # Safety
+    /// All `len` elements must have been written through [`Unfilled::shared`].
+    unsafe fn filled(mut self) -> Vec<f32> {
+        self.buf.set_len(self.len);
+        self.buf
+    }
+}
+
 /// Unit ranges, one per thread, at least 16 units each.
 fn unit_ranges(hidden: usize, threads: usize) -> Vec<(usize, usize)> {
     let parts = threads.min(hidden / 16).max(1);
@@ -124,16 +151,18 @@ pub(crate) fn forward(
     let (m, h, g, q_n) = (d.batch, d.hidden, d.gates(), d.kind.num_gates());
     let (w_hh, rest) = params.split_at(g * h);
     let biases = Biases::new(g, b_ih, d.bias.then(|| &rest[..g]));
-    let mut result = vec![0f32; d.result_len()];
-    let mut saved = save.then(|| Saved::new(&d));
+    // Every element of the result and of the saved buffers is written below (zeros past a
+    // row's length), so none is zero-filled first.
+    let mut result = Unfilled::new(d.result_len());
+    let mut saved = save.then(|| Saved::unfilled(&d));
     let mut hbuf = vec![0f32; 2 * m * h];
     hbuf[..m * h].copy_from_slice(&state0[..m * h]);
     let c0 = &state0[m * h..];
     let ranges = unit_ranges(h, seq.threads.min(pool_threads()));
     let barrier = SpinBarrier::new(ranges.len());
-    let (out, hs) = (Shared::of(&mut result), Shared::of(&mut hbuf));
+    let (out, hs) = (result.shared(), Shared::of(&mut hbuf));
     let s_ptrs = saved.as_mut().map(|s| {
-        let ptr = |v: &mut Vec<f32>| Shared::of(v);
+        let ptr = |v: &mut Vec<f32>| Shared(v.as_mut_ptr());
         (ptr(&mut s.h_prev), ptr(&mut s.act), ptr(&mut s.c_prev), ptr(&mut s.tanh_c), ptr(&mut s.ghn))
     });
     let order = seq.order();
@@ -169,6 +198,20 @@ pub(crate) fn forward(
                 let h_next = unsafe { hs.slice(next_at + n * h + u0, nu) };
                 if !seq.valid(t, n) {
                     h_next.copy_from_slice(h_prev);
+                    // Past the row's length: zero output, and zeros in what backward reads.
+                    let at = (t * m + n) * h + u0;
+                    unsafe { out.slice(at, nu) }.fill(0.0);
+                    if let Some((sh, sa, sc, st, sg)) = s_ptrs {
+                        unsafe { sh.slice(at, nu) }.fill(0.0);
+                        for q in 0..q_n {
+                            unsafe { sa.slice((t * m + n) * act_w + q * h + u0, nu) }.fill(0.0);
+                        }
+                        match d.kind {
+                            CellKind::Lstm => [sc, st].iter().for_each(|v| unsafe { v.slice(at, nu) }.fill(0.0)),
+                            CellKind::Gru => unsafe { sg.slice(at, nu) }.fill(0.0),
+                            CellKind::RnnTanh | CellKind::RnnRelu => {}
+                        }
+                    }
                     continue;
                 }
                 let c_row = &mut c[n * nu..(n + 1) * nu];
@@ -212,6 +255,12 @@ pub(crate) fn forward(
             }
         }
     });
+    // SAFETY: the threads wrote their columns of every row of each (valid rows in the gate
+    // pass, the others with zeros above; the final state after the loop).
+    let result = unsafe { result.filled() };
+    if let Some(saved) = saved.as_mut() {
+        unsafe { saved.assume_filled(&d) };
+    }
     (result, saved)
 }
 
@@ -287,12 +336,13 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
     let w_hh = &params[..g * h];
     let end = tn * h;
     let (dout, dh_n, dc_n) = (&dresult[..end], &dresult[end..end + m * h], &dresult[end + m * h..]);
-    let mut dgi = vec![0f32; tn * g];
-    let mut dgh_gru = if d.kind == CellKind::Gru { vec![0f32; tn * g] } else { Vec::new() };
+    // Every row of the gate gradients is written below (zeros past a row's length).
+    let mut dgi = Unfilled::new(tn * g);
+    let mut dgh_gru = Unfilled::new(if d.kind == CellKind::Gru { tn * g } else { 0 });
     let mut dstate0 = vec![0f32; d.state_len()];
     let ranges = unit_ranges(h, seq.threads.min(pool_threads()));
     let barrier = SpinBarrier::new(ranges.len());
-    let (dgi_s, dgh_s, ds0) = (Shared::of(&mut dgi), Shared::of(&mut dgh_gru), Shared::of(&mut dstate0));
+    let (dgi_s, dgh_s, ds0) = (dgi.shared(), dgh_gru.shared(), Shared::of(&mut dstate0));
     let order = seq.order();
     let act_w = if q_n == 1 { h } else { g };
 
@@ -310,8 +360,16 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
         for (s, &t) in order.iter().enumerate().rev() {
             for n in 0..m {
                 let (dh_row, direct_row) = (&dh[n * nu..(n + 1) * nu], &mut direct[n * nu..(n + 1) * nu]);
+                let row = (t * m + n) * g + u0;
                 if !seq.valid(t, n) {
                     direct_row.copy_from_slice(dh_row);
+                    for q in 0..q_n {
+                        // SAFETY: columns u0..u1 of each gate of row (t, n) belong to this thread.
+                        unsafe { dgi_s.slice(row + q * h, nu) }.fill(0.0);
+                        if d.kind == CellKind::Gru {
+                            unsafe { dgh_s.slice(row + q * h, nu) }.fill(0.0);
+                        }
+                    }
                     continue;
                 }
                 let at = (t * m + n) * h + u0;
@@ -322,7 +380,6 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
                     let start = (t * m + n) * act_w + q.min(q_n - 1) * h + u0;
                     &saved.act[start..start + nu]
                 });
-                let row = (t * m + n) * g + u0;
                 // SAFETY: columns u0..u1 of each gate of row (t, n) belong to this thread.
                 unsafe {
                     match d.kind {
@@ -380,6 +437,9 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
             }
         }
     });
+    // SAFETY: each thread wrote its columns of every row of both (the rows loop above runs for
+    // every step and row, including step 0 before the loop may stop).
+    let (dgi, dgh_gru) = unsafe { (dgi.filled(), dgh_gru.filled()) };
     let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
     let params = seq.weight_grads(dgh, &[], saved);
     Grads { gi: dgi, params, state0: dstate0 }
@@ -415,4 +475,34 @@ unsafe fn gru_backward(
 #[target_feature(enable = "avx512f")]
 unsafe fn rnn_backward(relu: bool, dh: &[f32], h_next: &[f32], dpre: &mut [f32]) {
     rnn::backward_row(relu, dh, h_next, dpre);
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// `cargo test --release -p seqmodels --lib threaded::speed -- --ignored --nocapture`:
+    /// nanoseconds per LSTM gate pass of one row of 128 units (one thread's share in (a)).
+    #[test]
+    #[ignore]
+    fn lstm_gate_pass_speed() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let (h, nu) = (256, 128);
+        let biases = Biases::new(4 * h, None, None);
+        let gh = vec![0.1f32; 4 * nu];
+        let gi = vec![0.2f32; 4 * h];
+        let h_prev = vec![0.0f32; nu];
+        let (mut c, mut act, mut tanh_c, mut ghn, mut h_next) =
+            (vec![0.5f32; nu], vec![0f32; 4 * nu], vec![0f32; nu], vec![0f32; nu], vec![0f32; nu]);
+        let reps = 200_000;
+        let start = std::time::Instant::now();
+        for _ in 0..reps {
+            let out = RowOut { act: gates_mut(&mut act), tanh_c: &mut tanh_c, ghn: &mut ghn };
+            unsafe { gate_pass(CellKind::Lstm, &gh, &gi, &biases, 0, &h_prev, &mut c, out, &mut h_next) };
+        }
+        println!("{:.1} ns per row of {nu} units", start.elapsed().as_secs_f64() / reps as f64 * 1e9);
+        assert!(h_next[0].is_finite());
+    }
 }
