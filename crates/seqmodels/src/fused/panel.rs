@@ -28,9 +28,16 @@ impl Packed {
         for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
             let cols = NR.min(ncols - p * NR);
             let starts: Vec<usize> = (0..cols).map(|l| start(p * NR + l)).collect();
+            let adjacent = starts.windows(2).all(|w| w[1] == w[0] + 1);
             for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-                for (v, &at) in row.iter_mut().zip(&starts) {
-                    *v = source[at + kk * stride];
+                if adjacent {
+                    // The panel's columns lie side by side in `source`: a plain copy per row.
+                    let at = starts[0] + kk * stride;
+                    row[..cols].copy_from_slice(&source[at..at + cols]);
+                } else {
+                    for (v, &at) in row.iter_mut().zip(&starts) {
+                        *v = source[at + kk * stride];
+                    }
                 }
             }
         }

@@ -373,8 +373,8 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
                     continue;
                 }
                 let at = (t * m + n) * h + u0;
-                for j in 0..nu {
-                    dh_tot[j] = dh_row[j] + dout[at + j];
+                for ((tot, &dh), &out) in dh_tot.iter_mut().zip(dh_row).zip(&dout[at..at + nu]) {
+                    *tot = dh + out;
                 }
                 let act: [&[f32]; 4] = std::array::from_fn(|q| {
                     let start = (t * m + n) * act_w + q.min(q_n - 1) * h + u0;
@@ -424,9 +424,9 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
             // SAFETY: AVX-512F was detected; after the barrier every thread's gate gradients of
             // step t are written, and nobody writes them again.
             unsafe { packed.product(m, dgh_t.0.add(t * m * g), g, prod.as_mut_ptr(), ldc) };
-            for n in 0..m {
-                for j in 0..nu {
-                    dh[n * nu + j] = prod[n * ldc + j] + direct[n * nu + j];
+            for ((dh, prod), direct) in dh.chunks_exact_mut(nu).zip(prod.chunks_exact(ldc)).zip(direct.chunks_exact(nu)) {
+                for ((dh, &prod), &direct) in dh.iter_mut().zip(prod).zip(direct) {
+                    *dh = prod + direct;
                 }
             }
         }
