@@ -98,8 +98,10 @@ unsafe fn product_into<T: Element>(
         Stored::AsIs => (1, n),
         Stored::Transposed => (k, 1),
     };
-    // Split the rows of dst between threads, or its columns when it has too few rows.
-    let by_rows = m >= n.min(16 * threads);
+    // Split the rows of dst between threads, or its columns when it has fewer rows than
+    // columns: each thread packs all of the other operand, so the larger one is split (the
+    // decoder's 10,000 x 200 weights, not its 400 x 200 input).
+    let by_rows = m >= n;
     let chunks = split(if by_rows { m } else { n }, m * n * k, threads);
     let per = if by_rows { m } else { n }.div_ceil(chunks);
     let dst = SendPtr(dst);
