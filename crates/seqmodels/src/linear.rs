@@ -15,6 +15,9 @@ use crate::fused::real::{cpu_slice, host_slice, Real};
 /// `x W^T + b` for `x` (M, K), `weight` (V, K), `bias` (V,): (M, V). On the CPU (f32, f64) one
 /// fused op with its own backward; elsewhere candle's matmul and broadcast add.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.rank() != 2 {
+        return Err(Error::shape("x", "(M, K) with M, K >= 1", x.dims()));
+    }
     let op = Linear::of(x, weight, bias)?;
     if !Linear::runs_fused(x, weight, bias) {
         return Ok(x.matmul(&weight.t()?)?.broadcast_add(bias)?);
@@ -34,11 +37,12 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
-    /// The sizes of `x W^T + b`; errors name the operand whose shape does not fit.
+    /// The sizes of `x W^T + b` for `x` (..., K): M is the product of the leading dimensions
+    /// (at least one). Errors name the operand whose shape does not fit.
     pub fn of(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Self> {
         let (rows, features) = match x.dims() {
-            &[m, k] if m > 0 && k > 0 => (m, k),
-            dims => return Err(Error::shape("x", "(M, K) with M, K >= 1", dims)),
+            [lead @ .., k] if !lead.is_empty() && *k > 0 && lead.iter().all(|&d| d > 0) => (lead.iter().product(), *k),
+            dims => return Err(Error::shape("x", "(..., M, K) with M, K >= 1", dims)),
         };
         let outputs = match weight.dims() {
             &[v, k] if v > 0 && k == features => v,
@@ -77,7 +81,7 @@ impl Linear {
         let db = product((1, v, m), Init::Zero, &vec![T::one(); m], Stored::AsIs, g, Stored::AsIs, threads);
         let device = x.device();
         Ok((
-            Some(Tensor::from_vec(dx, (m, k), device)?),
+            Some(Tensor::from_vec(dx, x.shape(), device)?),
             Some(Tensor::from_vec(dw, (v, k), device)?),
             Some(Tensor::from_vec(db, v, device)?),
         ))

@@ -332,6 +332,7 @@ impl LanguageModel {
     /// `t*N + n` is sequence `n` at step `t`, as d2l lays them out) and the final state.
     pub fn forward(&self, tokens: &Tensor, state: Option<&State>, train: bool) -> Result<(Tensor, State)> {
         let (y, state) = self.features(tokens, state, train)?;
+        let y = y.reshape((y.dim(0)? * y.dim(1)?, y.dim(2)?))?;
         let logits = seqmodels::linear::linear(&y, &self.decoder_weight, &self.decoder_bias)?;
         Ok((logits, state))
     }
@@ -353,7 +354,9 @@ impl LanguageModel {
         Ok((loss, state))
     }
 
-    /// Everything before the decoder: its input (T*N, D*H_out), time-major, and the final state.
+    /// Everything before the decoder: its input (T, N, D*H_out), time-major, and the final state.
+    /// Not reshaped to (T*N, D*H_out): the loss takes it as it is (a reshape would be one more
+    /// node of this size in the autodiff graph).
     fn features(&self, tokens: &Tensor, state: Option<&State>, train: bool) -> Result<(Tensor, State)> {
         let (n, t) = match tokens.dims() {
             &[n, t] if n > 0 && t > 0 => (n, t),
@@ -401,7 +404,6 @@ impl LanguageModel {
         if train && self.cfg.dropout > 0.0 {
             y = self.dropout.apply(&y)?;
         }
-        let y = y.reshape((t * n, self.cfg.decoder_input_size()))?;
         Ok((y, State { h: out.h_n, c: out.c_n }))
     }
 }

@@ -376,7 +376,7 @@ pub(super) fn forward(
     if let Some(s) = saved {
         *op.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(Arc::new(s)));
     }
-    Ok((CudaStorage::wrap_cuda_slice(result, dev), Shape::from(d.result_len())))
+    Ok((CudaStorage::wrap_cuda_slice(result, dev), d.result_shape()))
 }
 
 /// The backward pass of one [`FusedRecurrence`] on CUDA, as a custom op over (x, params,

@@ -133,7 +133,7 @@ impl FusedRecurrence {
         if let Some(saved) = saved {
             *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
         }
-        Ok((T::to_cpu_storage_owned(result), Shape::from(d.result_len())))
+        Ok((T::to_cpu_storage_owned(result), d.result_shape()))
     }
 
     fn backward<T: Real>(
@@ -320,6 +320,11 @@ pub(crate) fn run_direction(
         saved: Mutex::new(None),
     };
     let result = x.apply_op3_arc(&params, &state0, Arc::new(Box::new(op)))?;
+    if result.rank() == 3 {
+        // (T + 1 [+ 1], N, H): output, h_n [, c_n] (see `Dims::result_shape`).
+        let c = kind.has_cell_state().then(|| result.get(seq_len + 1)).transpose()?;
+        return Ok((result.narrow(0, 0, seq_len)?, State { h: result.get(seq_len)?, c }));
+    }
     let out_len = seq_len * batch * h_out;
     let output = result.narrow(0, 0, out_len)?.reshape((seq_len, batch, h_out))?;
     let h = result.narrow(0, out_len, batch * h_out)?.reshape((batch, h_out))?;

@@ -34,6 +34,17 @@ impl Dims {
         (self.seq_len + 1) * self.batch * self.h_out + c
     }
 
+    /// The shape the op gives its result: (T + 2, N, H) for LSTM without projection (output,
+    /// h_n, c_n), (T + 1, N, H) for GRU and RNN, so that the output is one `narrow` of it (each
+    /// view node costs candle's backward a zero-fill and an add of its size); flat with a
+    /// projection, where c_n is wider than the rest.
+    pub fn result_shape(&self) -> candle_core::Shape {
+        match (self.kind.has_cell_state(), self.proj) {
+            (_, true) => self.result_len().into(),
+            (c, false) => (self.seq_len + 1 + usize::from(c), self.batch, self.h_out).into(),
+        }
+    }
+
     /// Elements of the initial state: h0 (N, H_out), then c0 (N, H) for LSTM.
     pub fn state_len(&self) -> usize {
         let c = if self.kind.has_cell_state() { self.batch * self.hidden } else { 0 };

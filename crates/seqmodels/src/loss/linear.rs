@@ -22,13 +22,16 @@ use crate::linear::{BackwardResult, Linear};
 /// `F.cross_entropy(F.linear(x, weight, bias), targets)`, with gradients for `x`, `weight` and
 /// `bias`.
 ///
-/// `x`: (M, K); `weight`: (V, K); `bias`: (V,); `targets`: (M,) integer class indices in `0..V`.
+/// `x`: (M, K), or (..., K) with M rows in all (a time-major (T, N, K) needs no reshape, which
+/// would cost the autodiff graph a node of x's size); `weight`: (V, K); `bias`: (V,); `targets`:
+/// (M,) integer class indices in `0..V`.
 /// On the CPU (f32, f64) this is one fused op (see the module docs); elsewhere the composition
 /// of candle's matmul with [`cross_entropy`].
 pub fn linear_cross_entropy(x: &Tensor, weight: &Tensor, bias: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let linear = Linear::of(x, weight, bias)?;
     check_targets(targets, linear.rows)?;
     if !Linear::runs_fused(x, weight, bias) {
+        let x = x.reshape((linear.rows, linear.features))?;
         return cross_entropy(&x.matmul(&weight.t()?)?.broadcast_add(bias)?, targets);
     }
     let op = LinearCrossEntropy {
