@@ -61,7 +61,7 @@ impl Linear {
     }
 
     fn threads() -> usize {
-        candle_core::utils::get_num_threads()
+        crate::fused::num_threads()
     }
 
     /// y = x W^T + b, (M, V).

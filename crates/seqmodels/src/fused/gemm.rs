@@ -105,12 +105,8 @@ unsafe fn product_into<T: Element>(
     let chunks = split(if by_rows { m } else { n }, m * n * k, threads);
     let per = if by_rows { m } else { n }.div_ceil(chunks);
     let dst = SendPtr(dst);
-    let run = |chunk: usize| {
-        let (total, start) = (if by_rows { m } else { n }, chunk * per);
-        if start >= total {
-            return;
-        }
-        let len = per.min(total - start);
+    // The product of rows (or columns) start..start + len of dst.
+    let part = |start: usize, len: usize| {
         let (rows, cols) = if by_rows { (len, n) } else { (m, len) };
         // Where the chunk starts in dst, op(lhs) and op(rhs).
         let (dst_at, lhs_at, rhs_at) =
@@ -164,6 +160,19 @@ unsafe fn product_into<T: Element>(
             )
         }
     };
+    let total = if by_rows { m } else { n };
+    let run = |chunk: usize| {
+        let (start, end) = ((chunk * per).min(total), ((chunk + 1) * per).min(total));
+        // Bias rows are written, then read and written again by the product: in parts of dst
+        // that fit the cache (the (b) decoder's logits are 16 MB), not in one pass over all.
+        let step = match init {
+            Init::BiasRows(_) => (BIAS_PART / if by_rows { n } else { m }).max(16),
+            _ => end - start,
+        };
+        for at in (start..end).step_by(step.max(1)) {
+            part(at, step.min(end - at));
+        }
+    };
     if chunks == 1 {
         run(0);
     } else {
@@ -174,6 +183,9 @@ unsafe fn product_into<T: Element>(
         });
     }
 }
+
+/// Elements of dst per part of a product that starts from bias rows (1 MiB of f32).
+const BIAS_PART: usize = 1 << 18;
 
 /// How many chunks a product is split into (along a dimension of `len`): one per pool thread
 /// (at most `threads`) when the product is large enough to pay for the hand-off, each chunk at
@@ -214,7 +226,7 @@ mod tests {
     #[test]
     fn split_products_match_a_plain_loop() {
         let value = |i: usize| ((i * 7919) % 13) as f64 - 6.0;
-        for (m, n, k) in [(100, 50, 40), (1, 300, 500), (3, 2, 1), (40, 3, 0)] {
+        for (m, n, k) in [(100, 50, 40), (1, 300, 500), (3, 2, 1), (40, 3, 0), (3000, 200, 2), (2, 3000, 70)] {
             let (a, b): (Vec<f64>, Vec<f64>) =
                 ((0..m * k).map(value).collect(), (0..k * n).map(|i| value(i + 5)).collect());
             for (sa, sb) in [
@@ -257,7 +269,7 @@ mod speed {
     #[test]
     #[ignore]
     fn decoder_product_speed() {
-        let threads = candle_core::utils::get_num_threads();
+        let threads = crate::fused::num_threads();
         let shapes = [
             ("logits x W^T", (400, 10000, 200), Stored::AsIs, Stored::Transposed),
             ("dx = G W", (400, 200, 10000), Stored::AsIs, Stored::AsIs),

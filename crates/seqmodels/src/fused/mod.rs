@@ -171,11 +171,12 @@ impl FusedRecurrence {
         );
         if d.bias {
             let db_ih = &mut dparams[g * i..];
-            match d.kind {
-                CellKind::Gru => sequence::add_column_sums(db_ih, &grads.gi),
+            match (d.kind, &grads.gi_sums) {
+                (CellKind::Gru, Some(sums)) => db_ih.copy_from_slice(sums),
+                (CellKind::Gru, None) => sequence::add_column_sums(db_ih, &grads.gi),
                 // Only GRU's n gate tells the input side's gate gradients from the hidden side's:
                 // elsewhere they are one buffer, so db_ih is db_hh, which follows dW_hh (G, H_out).
-                _ => db_ih.copy_from_slice(&grads.params[g * d.h_out..g * d.h_out + g]),
+                (_, _) => db_ih.copy_from_slice(&grads.params[g * d.h_out..g * d.h_out + g]),
             }
         }
         dparams.extend_from_slice(&grads.params);
@@ -257,6 +258,13 @@ impl CustomOp3 for FusedRecurrence {
     }
 }
 
+/// candle's CPU thread count (`RAYON_NUM_THREADS`, else the physical cores), read once: candle
+/// parses /proc/cpuinfo again on every call, which costs more than a small op.
+pub(crate) fn num_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
+}
+
 /// Whether [`crate::Implementation::Auto`] runs the fused kernels on this tensor: CPU, f32 or
 /// f64. On CUDA, Auto keeps the composed path until the CUDA kernels have been checked on a GPU
 /// (docs/cuda.md); [`crate::Implementation::Fused`] asks for them explicitly.
@@ -314,7 +322,7 @@ pub(crate) fn run_direction(
         lengths: lengths.map(|l| l.to_vec()),
         reverse,
         save: x.track_op() || params.track_op() || state0.track_op(),
-        threads: candle_core::utils::get_num_threads(),
+        threads: num_threads(),
         state_grad: state0.track_op(),
         input_size,
         saved: Mutex::new(None),

@@ -168,6 +168,9 @@ pub(crate) struct Grads<T> {
     pub gi: Vec<T>,
     pub params: Vec<T>,
     pub state0: Vec<T>,
+    /// The column sums of `gi` (db_ih) when the runner summed them as it went (GRU, where they
+    /// differ from db_hh); else the op sums them.
+    pub gi_sums: Option<Vec<T>>,
 }
 
 /// One layer and direction over the whole sequence.
@@ -411,16 +414,17 @@ impl Sequence<'_> {
         }
 
         let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
-        let dparams = self.weight_grads(dgh, &dproj, saved);
+        let dparams = self.weight_grads(dgh, &dproj, saved, None);
         let mut dstate0 = dh;
         dstate0.extend_from_slice(&dc);
-        Grads { gi: dgi, params: dparams, state0: dstate0 }
+        Grads { gi: dgi, params: dparams, state0: dstate0, gi_sums: None }
     }
 
     /// dW_hh, db_hh and dW_hr as single GEMMs over all time steps, from the gradients of the
     /// hidden part of the gates `dgh` (T, N, G), of the projected outputs `dproj` (T, N, P;
-    /// empty without projection) and what forward saved; packed like the params.
-    pub fn weight_grads<T: Real>(&self, dgh: &[T], dproj: &[T], saved: &Saved<T>) -> Vec<T> {
+    /// empty without projection) and what forward saved; packed like the params. db_hh is
+    /// `dgh_sums` when the caller summed dgh's columns already.
+    pub fn weight_grads<T: Real>(&self, dgh: &[T], dproj: &[T], saved: &Saved<T>, dgh_sums: Option<&[T]>) -> Vec<T> {
         let d = self.dims;
         let (h, ho, g, tn) = (d.hidden, d.h_out, d.gates(), d.seq_len * d.batch);
         let zero = T::zero();
@@ -429,7 +433,10 @@ impl Sequence<'_> {
         matmul((g, ho, tn), dw_hh, Init::Zero, dgh, Stored::Transposed, &saved.h_prev, Stored::AsIs, self.threads);
         let rest = if d.bias {
             let (db, rest) = rest.split_at_mut(g);
-            add_column_sums(db, dgh);
+            match dgh_sums {
+                Some(sums) => db.copy_from_slice(sums),
+                None => add_column_sums(db, dgh),
+            }
             rest
         } else {
             rest

@@ -340,9 +340,13 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
     let mut dgi = Unfilled::new(tn * g);
     let mut dgh_gru = Unfilled::new(if d.kind == CellKind::Gru { tn * g } else { 0 });
     let mut dstate0 = vec![0f32; d.state_len()];
+    // Column sums of the hidden and input parts of the gate gradients (db_hh; db_ih for GRU,
+    // where they differ), each thread summing its columns as it writes them.
+    let (mut sums_h, mut sums_i) = (vec![0f32; g], vec![0f32; if d.kind == CellKind::Gru { g } else { 0 }]);
     let ranges = unit_ranges(h, seq.threads.min(pool_threads()));
     let barrier = SpinBarrier::new(ranges.len());
     let (dgi_s, dgh_s, ds0) = (dgi.shared(), dgh_gru.shared(), Shared::of(&mut dstate0));
+    let (sums_h_s, sums_i_s) = (Shared::of(&mut sums_h), Shared::of(&mut sums_i));
     let order = seq.order();
     let act_w = if q_n == 1 { h } else { g };
 
@@ -357,6 +361,8 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
         let mut dc = if d.kind == CellKind::Lstm { mine(dc_n) } else { vec![0f32; m * nu] };
         let mut direct = vec![0f32; m * nu];
         let mut dh_tot = vec![0f32; nu];
+        // My columns of the sums, gate after gate.
+        let (mut my_sums_h, mut my_sums_i) = (vec![0f32; q_n * nu], vec![0f32; q_n * nu]);
         for (s, &t) in order.iter().enumerate().rev() {
             for n in 0..m {
                 let (dh_row, direct_row) = (&dh[n * nu..(n + 1) * nu], &mut direct[n * nu..(n + 1) * nu]);
@@ -415,6 +421,13 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
                         }
                     }
                 }
+                // SAFETY: the gate gradients just written by this thread.
+                unsafe {
+                    add_gates(&mut my_sums_h, nu, if d.kind == CellKind::Gru { dgh_s } else { dgi_s }, row, h);
+                    if d.kind == CellKind::Gru {
+                        add_gates(&mut my_sums_i, nu, dgi_s, row, h);
+                    }
+                }
             }
             barrier.wait();
             if s == 0 && !seq.state_grad {
@@ -430,6 +443,13 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
                 }
             }
         }
+        for q in 0..q_n {
+            // SAFETY: columns u0..u1 of each gate are this thread's.
+            unsafe { sums_h_s.slice(q * h + u0, nu) }.copy_from_slice(&my_sums_h[q * nu..(q + 1) * nu]);
+            if d.kind == CellKind::Gru {
+                unsafe { sums_i_s.slice(q * h + u0, nu) }.copy_from_slice(&my_sums_i[q * nu..(q + 1) * nu]);
+            }
+        }
         for n in 0..m {
             unsafe { ds0.slice(n * h + u0, nu) }.copy_from_slice(&dh[n * nu..(n + 1) * nu]);
             if d.kind == CellKind::Lstm {
@@ -441,8 +461,22 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
     // every step and row, including step 0 before the loop may stop).
     let (dgi, dgh_gru) = unsafe { (dgi.filled(), dgh_gru.filled()) };
     let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
-    let params = seq.weight_grads(dgh, &[], saved);
-    Grads { gi: dgi, params, state0: dstate0 }
+    let params = seq.weight_grads(dgh, &[], saved, Some(&sums_h));
+    let gi_sums = (d.kind == CellKind::Gru).then_some(sums_i);
+    Grads { gi: dgi, params, state0: dstate0, gi_sums }
+}
+
+/// sums[q * nu + j] += element j of gate q of a row's gradients in `buf`: this thread's `nu`
+/// units from column `row`, the gates H apart.
+///
+/// # Safety
+/// The CPU must support AVX-512F; those elements must be written, and not written by others
+/// meanwhile.
+#[target_feature(enable = "avx512f")]
+unsafe fn add_gates(sums: &mut [f32], nu: usize, buf: Shared, row: usize, h: usize) {
+    for (q, sums) in sums.chunks_exact_mut(nu).enumerate() {
+        sums.iter_mut().zip(&*buf.slice(row + q * h, nu)).for_each(|(s, v)| *s += *v);
+    }
 }
 
 // The backward passes of one row, compiled with AVX-512 so that they vectorise.
