@@ -33,22 +33,25 @@ use crate::config::CellKind;
 use crate::error::Result;
 use gemm::{matmul, product, Init, Stored};
 use real::Real;
-use sequence::{Dims, Saved, Sequence};
+use sequence::{Dims, InputSide, Saved, Sequence};
 
-/// Runs a forward pass: sequence, gi (without b_ih), b_ih, recurrent params, state0, save.
-type ForwardRunner<T> = fn(&Sequence, &[T], Option<&[T]>, &[T], &[T], bool) -> (Vec<T>, Option<Saved<T>>);
+/// Runs a forward pass: sequence, input side, recurrent params, state0, save.
+type ForwardRunner<T> = fn(&Sequence, InputSide<T>, &[T], &[T], bool) -> (Vec<T>, Option<Saved<T>>);
 /// Runs a backward pass: sequence, gradient of the result, params, saved forward values.
 type BackwardRunner<T> = fn(&Sequence, &[T], &[T], &Saved<T>) -> sequence::Grads<T>;
 
+/// The portable path: the input projection of all steps as one GEMM, gi = x W_ih^T (the kernels
+/// add b_ih with the other biases), then [`Sequence::forward`].
 fn generic_forward<T: Real>(
     s: &Sequence,
-    gi: &[T],
-    b_ih: Option<&[T]>,
+    input: InputSide<T>,
     p: &[T],
     h: &[T],
     save: bool,
 ) -> (Vec<T>, Option<Saved<T>>) {
-    s.forward(gi, b_ih, p, h, save)
+    let (tn, g, i) = (s.dims.seq_len * s.dims.batch, s.dims.gates(), input.size);
+    let gi = product((tn, g, i), Init::Zero, input.x, Stored::AsIs, input.w_ih, Stored::Transposed, s.threads);
+    s.forward(&gi, input.b_ih, p, h, save)
 }
 fn generic_backward<T: Real>(s: &Sequence, d: &[T], p: &[T], saved: &Saved<T>) -> sequence::Grads<T> {
     s.backward(d, p, saved)
@@ -124,12 +127,10 @@ impl FusedRecurrence {
         if let Some((found, want)) = expected.iter().find(|(f, w)| f != w) {
             candle_core::bail!("fused recurrence: input of {found} elements, expected {want}");
         }
-        // The input projection of all steps as one GEMM: gi = x W_ih^T (the kernels add b_ih
-        // with the other biases, so this large buffer is written once).
         let (w_ih, rest) = params.split_at(g * i);
         let (b_ih, recurrent) = rest.split_at(self.input_params_len() - g * i);
-        let gi = product((tn, g, i), Init::Zero, x, Stored::AsIs, w_ih, Stored::Transposed, self.threads);
-        let (result, saved) = run(&self.sequence(), &gi, d.bias.then_some(b_ih), recurrent, state0, self.save);
+        let input = InputSide { x, w_ih, b_ih: d.bias.then_some(b_ih), size: i };
+        let (result, saved) = run(&self.sequence(), input, recurrent, state0, self.save);
         if let Some(saved) = saved {
             *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
         }

@@ -138,6 +138,21 @@ pub(crate) fn gates_mut<const Q: usize, T>(row: &mut [T]) -> [&mut [T]; Q] {
     std::array::from_fn(|_| chunks.next().expect("row holds Q gates"))
 }
 
+/// The layer input and the parameters of its projection: each runner computes
+/// `x W_ih^T + b_ih` itself (the portable one as one GEMM over all steps, the threaded one step
+/// by step, so that no (T, N, G) buffer is written and read back).
+#[derive(Clone, Copy)]
+pub(crate) struct InputSide<'a, T> {
+    /// (T, N, I).
+    pub x: &'a [T],
+    /// (G, I).
+    pub w_ih: &'a [T],
+    /// (G) when the layer has biases.
+    pub b_ih: Option<&'a [T]>,
+    /// I.
+    pub size: usize,
+}
+
 /// The biases as the row kernels take them, zeros where the layer has none: each part's own
 /// (GRU keeps them apart for its n gate) and their sum (LSTM, RNN).
 pub(crate) struct Biases<T> {

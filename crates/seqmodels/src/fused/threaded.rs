@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::panel::Packed;
 use super::real::Fast;
-use super::sequence::{gates_mut, Biases, Dims, Grads, Saved, Sequence};
+use super::sequence::{gates_mut, Biases, Dims, Grads, InputSide, Saved, Sequence};
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
 
@@ -141,16 +141,15 @@ pub(crate) fn pool_threads() -> usize {
 /// Forward pass; the same results and saved values as [`Sequence::forward`].
 pub(crate) fn forward(
     seq: &Sequence,
-    gi: &[f32],
-    b_ih: Option<&[f32]>,
+    input: InputSide<f32>,
     params: &[f32],
     state0: &[f32],
     save: bool,
 ) -> (Vec<f32>, Option<Saved<f32>>) {
     let d = seq.dims;
-    let (m, h, g, q_n) = (d.batch, d.hidden, d.gates(), d.kind.num_gates());
+    let (m, h, g, q_n, i) = (d.batch, d.hidden, d.gates(), d.kind.num_gates(), input.size);
     let (w_hh, rest) = params.split_at(g * h);
-    let biases = Biases::new(g, b_ih, d.bias.then(|| &rest[..g]));
+    let biases = Biases::new(g, input.b_ih, d.bias.then(|| &rest[..g]));
     // Every element of the result and of the saved buffers is written below (zeros past a
     // row's length), so none is zero-filled first.
     let mut result = Unfilled::new(d.result_len());
@@ -172,10 +171,15 @@ pub(crate) fn forward(
 
     on_threads(&ranges, |_, (u0, u1)| {
         let nu = u1 - u0;
-        // My gate rows of W_hh, transposed: column (q, j) of the packed matrix is row q*H + u0 + j.
-        let packed = Packed::new(h, q_n * nu, w_hh, 1, |col| ((col / nu) * h + u0 + col % nu) * h);
+        // My gate rows of W_hh and W_ih, transposed: column (q, j) of each packed matrix is row
+        // q*H + u0 + j. The input side is projected step by step too (gx = x_t W_ih[mine]^T),
+        // which costs the same products as one GEMM over all steps but never writes the (T, N, G)
+        // projection out to memory and reads it back.
+        let mine = |width: usize| move |col: usize| ((col / nu) * h + u0 + col % nu) * width;
+        let packed = Packed::new(h, q_n * nu, w_hh, 1, mine(h));
+        let packed_ih = Packed::new(i, q_n * nu, input.w_ih, 1, mine(i));
         let ldc = packed.padded_cols();
-        let mut gh = vec![0f32; m * ldc];
+        let (mut gh, mut gx) = (vec![0f32; m * ldc], vec![0f32; m * ldc]);
         // My columns of c0 (LSTM); other kinds get an unused zero buffer.
         let mut c: Vec<f32> = match d.kind {
             CellKind::Lstm => (0..m).flat_map(|n| c0[n * h + u0..n * h + u1].to_vec()).collect(),
@@ -191,6 +195,8 @@ pub(crate) fn forward(
                 // SAFETY: AVX-512F was detected; h_prev has m rows of h values; gh has m rows of ldc.
                 unsafe { packed.product(m, hs.0.add(prev_at), h, gh.as_mut_ptr(), ldc) };
             }
+            // SAFETY: as above; x_t is m rows of i values.
+            unsafe { packed_ih.product(m, input.x[t * m * i..].as_ptr(), i, gx.as_mut_ptr(), ldc) };
             for n in 0..m {
                 // SAFETY (all slices below): columns u0..u1 of row n (of each gate) belong to
                 // this thread.
@@ -215,7 +221,7 @@ pub(crate) fn forward(
                     continue;
                 }
                 let c_row = &mut c[n * nu..(n + 1) * nu];
-                let (at, row) = ((t * m + n) * h + u0, (t * m + n) * g);
+                let at = (t * m + n) * h + u0;
                 // Training writes straight into the saved buffers; inference into scratch.
                 let mut row_out = RowOut { act: gates_mut(&mut act), tanh_c: &mut tanh_c, ghn: &mut ghn };
                 if let Some((sh, sa, sc, st, sg)) = s_ptrs {
@@ -235,9 +241,9 @@ pub(crate) fn forward(
                         CellKind::RnnTanh | CellKind::RnnRelu => {}
                     }
                 }
-                let my_gh = &gh[n * ldc..n * ldc + q_n * nu];
+                let (my_gh, my_gx) = (&gh[n * ldc..n * ldc + q_n * nu], &gx[n * ldc..n * ldc + q_n * nu]);
                 // SAFETY: the fused passes run on a CPU with AVX-512F (checked by `available`).
-                unsafe { gate_pass(d.kind, my_gh, &gi[row..row + g], &biases, u0, h_prev, c_row, row_out, h_next) };
+                unsafe { gate_pass(d.kind, my_gh, my_gx, &biases, u0, h_prev, c_row, row_out, h_next) };
                 unsafe { out.slice((t * m + n) * h + u0, nu) }.copy_from_slice(h_next);
                 if let (Some((_, sa, ..)), true) = (s_ptrs, q_n == 1) {
                     unsafe { sa.slice(at, nu) }.copy_from_slice(h_next); // RNN saves h' as its activation.
@@ -283,7 +289,7 @@ struct RowOut<'a> {
 unsafe fn gate_pass(
     kind: CellKind,
     gh: &[f32],
-    gi: &[f32],
+    gx: &[f32],
     biases: &Biases<f32>,
     u0: usize,
     h_prev: &[f32],
@@ -292,16 +298,18 @@ unsafe fn gate_pass(
     h_next: &mut [f32],
 ) {
     let nu = h_next.len();
-    let h = gi.len() / kind.num_gates();
-    // Gate q of my units in a full row of G, and in my gate columns of the product.
+    let h = biases.sum.len() / kind.num_gates();
+    // Gate q of my units in my gate columns of a product, and in a full row of G (the biases).
+    fn of_gates<const Q: usize>(mine: &[f32], nu: usize) -> [&[f32]; Q] {
+        std::array::from_fn(|q| &mine[q * nu..(q + 1) * nu])
+    }
     fn of_units<const Q: usize>(row: &[f32], h: usize, u0: usize, nu: usize) -> [&[f32]; Q] {
         std::array::from_fn(|q| &row[q * h + u0..q * h + u0 + nu])
     }
-    let hidden = |q: usize| &gh[q * nu..(q + 1) * nu];
     match kind {
         CellKind::Lstm => lstm::forward_row::<f32, Fast>(
-            std::array::from_fn(hidden),
-            of_units(gi, h, u0, nu),
+            of_gates(gh, nu),
+            of_gates(gx, nu),
             of_units(&biases.sum, h, u0, nu),
             out.act,
             c,
@@ -311,8 +319,8 @@ unsafe fn gate_pass(
         CellKind::Gru => {
             let [r, z, n, _] = out.act;
             gru::forward_row::<f32, Fast>(
-                of_units(gi, h, u0, nu),
-                std::array::from_fn(hidden),
+                of_gates(gx, nu),
+                of_gates(gh, nu),
                 of_units(&biases.input, h, u0, nu),
                 of_units(&biases.hidden, h, u0, nu),
                 h_prev,
@@ -322,8 +330,8 @@ unsafe fn gate_pass(
             );
         }
         CellKind::RnnTanh | CellKind::RnnRelu => {
-            let [gi, bias] = [gi, &biases.sum].map(|row| of_units::<1>(row, h, u0, nu)[0]);
-            rnn::forward_row::<f32, Fast>(kind == CellKind::RnnRelu, hidden(0), gi, bias, h_next)
+            let bias = of_units::<1>(&biases.sum, h, u0, nu)[0];
+            rnn::forward_row::<f32, Fast>(kind == CellKind::RnnRelu, &gh[..nu], &gx[..nu], bias, h_next)
         }
     }
 }
@@ -526,7 +534,7 @@ mod speed {
         let (h, nu) = (256, 128);
         let biases = Biases::new(4 * h, None, None);
         let gh = vec![0.1f32; 4 * nu];
-        let gi = vec![0.2f32; 4 * h];
+        let gx = vec![0.2f32; 4 * nu];
         let h_prev = vec![0.0f32; nu];
         let (mut c, mut act, mut tanh_c, mut ghn, mut h_next) =
             (vec![0.5f32; nu], vec![0f32; 4 * nu], vec![0f32; nu], vec![0f32; nu], vec![0f32; nu]);
@@ -534,7 +542,7 @@ mod speed {
         let start = std::time::Instant::now();
         for _ in 0..reps {
             let out = RowOut { act: gates_mut(&mut act), tanh_c: &mut tanh_c, ghn: &mut ghn };
-            unsafe { gate_pass(CellKind::Lstm, &gh, &gi, &biases, 0, &h_prev, &mut c, out, &mut h_next) };
+            unsafe { gate_pass(CellKind::Lstm, &gh, &gx, &biases, 0, &h_prev, &mut c, out, &mut h_next) };
         }
         println!("{:.1} ns per row of {nu} units", start.elapsed().as_secs_f64() / reps as f64 * 1e9);
         assert!(h_next[0].is_finite());
