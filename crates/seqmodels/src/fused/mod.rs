@@ -158,7 +158,8 @@ impl FusedRecurrence {
         let grads = run(&self.sequence(), dresult, &params_v[head..], saved);
         // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x; and
         // db_ih = column sums of dgi.
-        let dx = product((tn, i, g), Init::Zero, &grads.gi, Stored::AsIs, &params_v[..g * i], Stored::AsIs, self.threads);
+        let dx =
+            product((tn, i, g), Init::Zero, &grads.gi, Stored::AsIs, &params_v[..g * i], Stored::AsIs, self.threads);
         let mut dparams = vec![T::zero(); head];
         matmul(
             (g, i, tn),

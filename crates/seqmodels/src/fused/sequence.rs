@@ -291,7 +291,16 @@ impl Sequence<'_> {
                     }
                     let new_h: &[T] = match p.w_hr {
                         Some(w_hr) => {
-                            matmul((n_, ho, h), &mut h_next, Init::Zero, &hh, Stored::AsIs, w_hr, Stored::Transposed, 1);
+                            matmul(
+                                (n_, ho, h),
+                                &mut h_next,
+                                Init::Zero,
+                                &hh,
+                                Stored::AsIs,
+                                w_hr,
+                                Stored::Transposed,
+                                1,
+                            );
                             &h_next
                         }
                         None => &hh,
@@ -325,7 +334,13 @@ impl Sequence<'_> {
                     let relu = d.kind == CellKind::RnnRelu;
                     for n in rows.clone() {
                         let b = n * h..(n + 1) * h;
-                        rnn::forward_row::<T, Exact>(relu, &gh[b.clone()], &gi_t[b.clone()], &biases.sum, &mut h_next[b.clone()]);
+                        rnn::forward_row::<T, Exact>(
+                            relu,
+                            &gh[b.clone()],
+                            &gi_t[b.clone()],
+                            &biases.sum,
+                            &mut h_next[b.clone()],
+                        );
                         if let Some(s) = saved.as_mut() {
                             let at = (t * n_ + n) * h;
                             s.act[at..at + h].copy_from_slice(&h_next[b.clone()]);

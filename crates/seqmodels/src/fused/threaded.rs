@@ -445,7 +445,8 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
             // SAFETY: AVX-512F was detected; after the barrier every thread's gate gradients of
             // step t are written, and nobody writes them again.
             unsafe { packed.product(m, dgh_t.0.add(t * m * g), g, prod.as_mut_ptr(), ldc) };
-            for ((dh, prod), direct) in dh.chunks_exact_mut(nu).zip(prod.chunks_exact(ldc)).zip(direct.chunks_exact(nu)) {
+            for ((dh, prod), direct) in dh.chunks_exact_mut(nu).zip(prod.chunks_exact(ldc)).zip(direct.chunks_exact(nu))
+            {
                 for ((dh, &prod), &direct) in dh.iter_mut().zip(prod).zip(direct) {
                     *dh = prod + direct;
                 }
