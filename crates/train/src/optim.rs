@@ -248,15 +248,37 @@ impl candle_core::InplaceOp2 for SgdStep {
             candle_core::bail!("sgd step: parameter and gradient must be contiguous")
         };
         match (p, g) {
-            (F32(p), F32(g)) => {
-                let lr = self.lr as f32;
-                p[p0..p1].iter_mut().zip(&g[g0..g1]).for_each(|(p, g)| *p -= *g * lr);
-            }
-            (F64(p), F64(g)) => p[p0..p1].iter_mut().zip(&g[g0..g1]).for_each(|(p, g)| *p -= *g * self.lr),
+            (F32(p), F32(g)) => sgd_update(&mut p[p0..p1], &g[g0..g1], self.lr as f32),
+            (F64(p), F64(g)) => sgd_update(&mut p[p0..p1], &g[g0..g1], self.lr),
             _ => candle_core::bail!("sgd step: expected f32 or f64 parameter and gradient of one dtype"),
         }
         Ok(())
     }
+}
+
+/// `p -= g * lr` elementwise. Large tensors (a 10,000-word embedding or decoder: 2M values) are
+/// split between candle's pool threads; each element's arithmetic is the same either way.
+fn sgd_update<T>(p: &mut [T], g: &[T], lr: T)
+where
+    T: Copy + Send + Sync + std::ops::Mul<Output = T> + std::ops::SubAssign,
+{
+    const SERIAL_BELOW: usize = 1 << 17;
+    let update = |p: &mut [T], g: &[T]| p.iter_mut().zip(g).for_each(|(p, g)| *p -= *g * lr);
+    let pool = candle_core::utils::barrier_pool();
+    let threads = pool.n_workers() + 1;
+    if p.len() < SERIAL_BELOW || threads == 1 {
+        return update(p, g);
+    }
+    let per = p.len().div_ceil(threads);
+    // One part per thread, each taken once by the thread of its index.
+    let parts: Vec<std::sync::Mutex<Option<(&mut [T], &[T])>>> =
+        p.chunks_mut(per).zip(g.chunks(per)).map(|part| std::sync::Mutex::new(Some(part))).collect();
+    pool.execute(|tid| {
+        let part = parts.get(tid).and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some((p, g)) = part {
+            update(p, g);
+        }
+    });
 }
 
 /// The global L2 norm of the gradients of `params` (those without a gradient count as zero).
@@ -337,10 +359,11 @@ mod tests {
 
     #[test]
     fn plain_sgd_in_place_equals_the_composed_update_bit_for_bit() {
-        for dtype in [DType::F32, DType::F64] {
-            let p0 = Tensor::randn(0f32, 1.0, (37, 11), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+        // The large shape is split between the pool's threads.
+        for (dtype, shape) in [(DType::F32, (37, 11)), (DType::F64, (37, 11)), (DType::F32, (1001, 300))] {
+            let p0 = Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
             let w = Var::from_tensor(&p0).unwrap();
-            let target = Tensor::randn(0f32, 1.0, (37, 11), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let target = Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
             let loss = (w.as_tensor() * &target).unwrap().sum_all().unwrap(); // gradient: target
             let grads = loss.backward().unwrap();
             let mut opt = Optimizer::new(vec![("w".into(), w.clone())], OptimConfig::new(OptimizerKind::Sgd)).unwrap();
