@@ -70,15 +70,18 @@ impl Linear {
         product((m, v, k), Init::BiasRows(b), x, Stored::AsIs, w, Stored::Transposed, Self::threads())
     }
 
-    /// dx = G W, dW = G^T x, db = column sums of G, for the output gradient G (M, V); `x` and
-    /// `w` are the op's CPU inputs, read in place.
-    pub fn backward<T: Real>(&self, x: &Tensor, w: &Tensor, g: &[T]) -> BackwardResult {
+    /// dx = G W, dW = G^T x, db = column sums of G (unless the caller has them: `sums`), for the
+    /// output gradient G (M, V); `x` and `w` are the op's CPU inputs, read in place.
+    pub fn backward<T: Real>(&self, x: &Tensor, w: &Tensor, g: &[T], sums: Option<Vec<T>>) -> BackwardResult {
         let (m, v, k, threads) = (self.rows, self.outputs, self.features, Self::threads());
         let (x_in, w_in) = (host_slice::<T>(x)?, host_slice::<T>(w)?);
         let (xv, wv) = (x_in.get()?, w_in.get()?);
         let dx = product((m, k, v), Init::Zero, g, Stored::AsIs, wv, Stored::AsIs, threads);
         let dw = product((v, k, m), Init::Zero, g, Stored::Transposed, xv, Stored::AsIs, threads);
-        let db = product((1, v, m), Init::Zero, &vec![T::one(); m], Stored::AsIs, g, Stored::AsIs, threads);
+        let db = match sums {
+            Some(db) => db,
+            None => product((1, v, m), Init::Zero, &vec![T::one(); m], Stored::AsIs, g, Stored::AsIs, threads),
+        };
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(dx, x.shape(), device)?),
@@ -119,8 +122,8 @@ impl CustomOp3 for Linear {
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> BackwardResult {
         match x.dtype() {
-            DType::F32 => self.backward::<f32>(x, w, host_slice::<f32>(grad)?.get()?),
-            DType::F64 => self.backward::<f64>(x, w, host_slice::<f64>(grad)?.get()?),
+            DType::F32 => self.backward::<f32>(x, w, host_slice::<f32>(grad)?.get()?, None),
+            DType::F64 => self.backward::<f64>(x, w, host_slice::<f64>(grad)?.get()?, None),
             other => candle_core::bail!("linear: expected f32 or f64, found {other:?}"),
         }
     }

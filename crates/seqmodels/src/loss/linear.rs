@@ -67,14 +67,14 @@ impl LinearCrossEntropy {
     }
 
     /// The linear layer's backward with G = d loss / d logits, computed in place over the kept
-    /// logits by `gradient`.
-    fn backward<T: Real>(&self, x: &Tensor, w: &Tensor, gradient: impl Fn(&mut [T])) -> BackwardResult {
+    /// logits by `gradient`, which returns G's column sums (db).
+    fn backward<T: Real>(&self, x: &Tensor, w: &Tensor, gradient: impl Fn(&mut [T]) -> Vec<T>) -> BackwardResult {
         let kept = self.logits.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(mut g) = kept.and_then(|l| l.downcast::<Vec<T>>().ok()).map(|l| *l) else {
             candle_core::bail!("linear cross entropy: backward without kept logits (a second backward?)")
         };
-        gradient(&mut g);
-        self.linear.backward(x, w, &g)
+        let db = gradient(&mut g);
+        self.linear.backward(x, w, &g, Some(db))
     }
 }
 

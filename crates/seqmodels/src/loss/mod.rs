@@ -111,42 +111,54 @@ impl SoftmaxCrossEntropy {
         total / T::from(rows).unwrap_or_else(T::one)
     }
 
-    /// Runs `part(rows of buf, rows)` on the row chunks of `buf` (rows x classes) in parallel.
-    fn on_rows_mut<T: Send>(&self, buf: &mut [T], part: impl Fn(&mut [T], Range<usize>) + Sync) {
+    /// Runs `part(rows of buf, rows, column sums)` on the row chunks of `buf` (rows x classes)
+    /// in parallel, each chunk with its own zeroed `classes` sums; returns their total.
+    fn on_rows_mut<T: Real>(&self, buf: &mut [T], part: impl Fn(&mut [T], Range<usize>, &mut [T]) + Sync) -> Vec<T> {
         let rows = self.targets.len();
         let chunk = rows.div_ceil(row_chunks(rows));
-        let slots: Vec<Mutex<&mut [T]>> = buf.chunks_mut(chunk * self.classes).map(Mutex::new).collect();
+        let slots: Vec<Mutex<(&mut [T], Vec<T>)>> =
+            buf.chunks_mut(chunk * self.classes).map(|rows| Mutex::new((rows, vec![T::zero(); self.classes]))).collect();
         on_row_chunks(rows, |r| {
-            let mut out = slots[r.start / chunk].lock().unwrap_or_else(|e| e.into_inner());
-            part(&mut out, r);
+            let mut slot = slots[r.start / chunk].lock().unwrap_or_else(|e| e.into_inner());
+            let (out, sums) = &mut *slot;
+            part(out, r, sums);
         });
+        let mut parts = slots.into_iter().map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).1);
+        let mut total = parts.next().unwrap_or_default();
+        for part in parts {
+            total.iter_mut().zip(&part).for_each(|(t, p)| *t += *p);
+        }
+        total
     }
 
     /// Replaces `rows` of logits (`buf` holds exactly those rows) by their gradient,
-    /// scale * (softmax - one_hot(target)).
+    /// scale * (softmax - one_hot(target)), and adds each column of it to `sums` (the bias
+    /// gradient of a decoder before the loss, taken while the rows are in cache).
     #[inline(always)]
-    fn gradient_rows_in_place<T: Real, A: Activation<T>>(&self, buf: &mut [T], rows: Range<usize>, scale: T) {
+    fn gradient_rows_in_place<T: Real, A: Activation<T>>(&self, buf: &mut [T], rows: Range<usize>, scale: T, sums: &mut [T]) {
         for (r, row) in rows.zip(buf.chunks_exact_mut(self.classes)) {
             let lse = log_sum_exp::<T, A>(row);
             row.iter_mut().for_each(|x| *x = scale * A::exp(*x - lse));
             row[self.targets[r] as usize] -= scale;
+            sums.iter_mut().zip(&*row).for_each(|(s, g)| *s += *g);
         }
     }
 
-    /// [`Self::gradient_rows_in_place`] over all rows, in parallel (f64, or any float).
-    fn gradient_in_place<T: Real>(&self, logits: &mut [T], scale: T) {
-        self.on_rows_mut(logits, |buf, r| self.gradient_rows_in_place::<T, Exact>(buf, r, scale))
+    /// [`Self::gradient_rows_in_place`] over all rows, in parallel (f64, or any float); returns
+    /// the column sums of the gradient.
+    fn gradient_in_place<T: Real>(&self, logits: &mut [T], scale: T) -> Vec<T> {
+        self.on_rows_mut(logits, |buf, r, sums| self.gradient_rows_in_place::<T, Exact>(buf, r, scale, sums))
     }
 
     /// [`Self::gradient_in_place`] for f32, with the AVX-512 pass where present.
-    fn gradient_in_place_f32(&self, logits: &mut [f32], scale: f32) {
-        self.on_rows_mut(logits, |buf, r| {
+    fn gradient_in_place_f32(&self, logits: &mut [f32], scale: f32) -> Vec<f32> {
+        self.on_rows_mut(logits, |buf, r, sums| {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: AVX-512F was detected.
-                return unsafe { gradient_rows_in_place_avx512(self, buf, r, scale) };
+                return unsafe { gradient_rows_in_place_avx512(self, buf, r, scale, sums) };
             }
-            self.gradient_rows_in_place::<f32, Exact>(buf, r, scale)
+            self.gradient_rows_in_place::<f32, Exact>(buf, r, scale, sums)
         })
     }
 
@@ -196,8 +208,14 @@ unsafe fn loss_rows_avx512(op: &SoftmaxCrossEntropy, logits: &[f32], rows: Range
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gradient_rows_in_place_avx512(op: &SoftmaxCrossEntropy, buf: &mut [f32], rows: Range<usize>, scale: f32) {
-    op.gradient_rows_in_place::<f32, Fast>(buf, rows, scale)
+unsafe fn gradient_rows_in_place_avx512(
+    op: &SoftmaxCrossEntropy,
+    buf: &mut [f32],
+    rows: Range<usize>,
+    scale: f32,
+    sums: &mut [f32],
+) {
+    op.gradient_rows_in_place::<f32, Fast>(buf, rows, scale, sums)
 }
 
 impl candle_core::CustomOp1 for SoftmaxCrossEntropy {
