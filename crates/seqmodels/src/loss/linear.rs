@@ -50,30 +50,38 @@ struct LinearCrossEntropy {
     linear: Linear,
     /// Whether to keep the logits for backward (only when a gradient can flow).
     save: bool,
-    /// The logits (`Vec<f32>` or `Vec<f64>`), kept by forward; backward turns them into the
-    /// gradient in place and drops them.
+    /// The logits and each row's log-sum-exp (`Kept<f32>` or `Kept<f64>`), kept by forward;
+    /// backward turns the logits into the gradient in place and drops them.
     logits: Mutex<Option<Box<dyn Any + Send + Sync>>>,
 }
 
+/// What forward keeps for backward: the logits (rows x classes) and each row's log-sum-exp, so
+/// that backward does not compute the latter again.
+struct Kept<T> {
+    logits: Vec<T>,
+    lse: Vec<T>,
+}
+
 impl LinearCrossEntropy {
-    /// logits = x W^T + b (one GEMM, the bias as its initial value), then the mean loss.
-    fn forward<T: Real>(&self, x: &[T], w: &[T], b: &[T], loss: impl Fn(&[T]) -> T) -> T {
+    /// logits = x W^T + b (one GEMM, the bias as its initial value), then the mean loss (`loss`
+    /// returns it and each row's log-sum-exp).
+    fn forward<T: Real>(&self, x: &[T], w: &[T], b: &[T], loss: impl Fn(&[T]) -> (T, Vec<T>)) -> T {
         let logits = self.linear.forward(x, w, b);
-        let value = loss(&logits);
+        let (value, lse) = loss(&logits);
         if self.save {
-            *self.logits.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(logits));
+            *self.logits.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(Kept { logits, lse }));
         }
         value
     }
 
     /// The linear layer's backward with G = d loss / d logits, computed in place over the kept
-    /// logits by `gradient`, which returns G's column sums (db).
-    fn backward<T: Real>(&self, x: &Tensor, w: &Tensor, gradient: impl Fn(&mut [T]) -> Vec<T>) -> BackwardResult {
+    /// logits by `gradient` (given the rows' log-sum-exp), which returns G's column sums (db).
+    fn backward<T: Real>(&self, x: &Tensor, w: &Tensor, gradient: impl Fn(&mut [T], &[T]) -> Vec<T>) -> BackwardResult {
         let kept = self.logits.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(mut g) = kept.and_then(|l| l.downcast::<Vec<T>>().ok()).map(|l| *l) else {
+        let Some(Kept { logits: mut g, lse }) = kept.and_then(|l| l.downcast::<Kept<T>>().ok()).map(|l| *l) else {
             candle_core::bail!("linear cross entropy: backward without kept logits (a second backward?)")
         };
-        let db = gradient(&mut g);
+        let db = gradient(&mut g, &lse);
         self.linear.backward(x, w, &g, Some(db))
     }
 }
@@ -99,7 +107,8 @@ impl CustomOp3 for LinearCrossEntropy {
             }
             CpuStorage::F64(_) => {
                 let (x, w, b) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
-                let loss = |l: &[f64]| self.loss.loss(l, |l, r| self.loss.loss_rows::<f64, super::Exact>(l, r));
+                let loss =
+                    |l: &[f64]| self.loss.loss(l, |l, r, lse| self.loss.loss_rows::<f64, super::Exact>(l, r, lse));
                 CpuStorage::F64(vec![self.forward::<f64>(x, w, b, loss)])
             }
             _ => candle_core::bail!("linear cross entropy: expected f32 or f64"),
@@ -111,8 +120,10 @@ impl CustomOp3 for LinearCrossEntropy {
         let rows = self.loss.targets.len() as f64;
         let scale = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()? / rows;
         match x.dtype() {
-            DType::F32 => self.backward::<f32>(x, w, |g| self.loss.gradient_in_place_f32(g, scale as f32)),
-            DType::F64 => self.backward::<f64>(x, w, |g| self.loss.gradient_in_place(g, scale)),
+            DType::F32 => {
+                self.backward::<f32>(x, w, |g, lse| self.loss.gradient_in_place_f32(g, scale as f32, Some(lse)))
+            }
+            DType::F64 => self.backward::<f64>(x, w, |g, lse| self.loss.gradient_in_place(g, scale, Some(lse))),
             other => candle_core::bail!("linear cross entropy: expected f32 or f64, found {other:?}"),
         }
     }

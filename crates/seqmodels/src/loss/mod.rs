@@ -89,26 +89,34 @@ fn log_sum_exp<T: Real, A: Activation<T>>(row: &[T]) -> T {
 }
 
 impl SoftmaxCrossEntropy {
-    /// Sum over `rows` of log-sum-exp(row) - row[target].
+    /// Sum over `rows` of log-sum-exp(row) - row[target]; each row's log-sum-exp goes to `lse`
+    /// (one per row of `rows`), which backward can reuse.
     #[inline(always)]
-    fn loss_rows<T: Real, A: Activation<T>>(&self, logits: &[T], rows: Range<usize>) -> T {
+    fn loss_rows<T: Real, A: Activation<T>>(&self, logits: &[T], rows: Range<usize>, lse: &mut [T]) -> T {
         let v = self.classes;
-        rows.fold(T::zero(), |acc, r| {
+        rows.zip(lse).fold(T::zero(), |acc, (r, lse)| {
             let row = &logits[r * v..(r + 1) * v];
-            acc + log_sum_exp::<T, A>(row) - row[self.targets[r] as usize]
+            *lse = log_sum_exp::<T, A>(row);
+            acc + *lse - row[self.targets[r] as usize]
         })
     }
 
-    /// Mean loss over all rows, the rows split between candle's pool threads.
-    fn loss<T: Real>(&self, logits: &[T], part: impl Fn(&[T], Range<usize>) -> T + Sync) -> T {
+    /// Mean loss over all rows, the rows split between candle's pool threads, and each row's
+    /// log-sum-exp.
+    fn loss<T: Real>(&self, logits: &[T], part: impl Fn(&[T], Range<usize>, &mut [T]) -> T + Sync) -> (T, Vec<T>) {
         let rows = self.targets.len();
+        let chunk = rows.div_ceil(row_chunks(rows));
+        let mut lse = vec![T::zero(); rows];
         let total = Mutex::new(T::zero());
+        let slots: Vec<Mutex<&mut [T]>> = lse.chunks_mut(chunk).map(Mutex::new).collect();
         on_row_chunks(rows, |r| {
-            let sum = part(logits, r);
+            let mut lse = slots[r.start / chunk].lock().unwrap_or_else(|e| e.into_inner());
+            let sum = part(logits, r, &mut lse);
             *total.lock().unwrap_or_else(|e| e.into_inner()) += sum;
         });
+        drop(slots);
         let total = *total.lock().unwrap_or_else(|e| e.into_inner());
-        total / T::from(rows).unwrap_or_else(T::one)
+        (total / T::from(rows).unwrap_or_else(T::one), lse)
     }
 
     /// Runs `part(rows of buf, rows, column sums)` on the row chunks of `buf` (rows x classes)
@@ -116,8 +124,10 @@ impl SoftmaxCrossEntropy {
     fn on_rows_mut<T: Real>(&self, buf: &mut [T], part: impl Fn(&mut [T], Range<usize>, &mut [T]) + Sync) -> Vec<T> {
         let rows = self.targets.len();
         let chunk = rows.div_ceil(row_chunks(rows));
-        let slots: Vec<Mutex<(&mut [T], Vec<T>)>> =
-            buf.chunks_mut(chunk * self.classes).map(|rows| Mutex::new((rows, vec![T::zero(); self.classes]))).collect();
+        let slots: Vec<Mutex<(&mut [T], Vec<T>)>> = buf
+            .chunks_mut(chunk * self.classes)
+            .map(|rows| Mutex::new((rows, vec![T::zero(); self.classes])))
+            .collect();
         on_row_chunks(rows, |r| {
             let mut slot = slots[r.start / chunk].lock().unwrap_or_else(|e| e.into_inner());
             let (out, sums) = &mut *slot;
@@ -133,11 +143,19 @@ impl SoftmaxCrossEntropy {
 
     /// Replaces `rows` of logits (`buf` holds exactly those rows) by their gradient,
     /// scale * (softmax - one_hot(target)), and adds each column of it to `sums` (the bias
-    /// gradient of a decoder before the loss, taken while the rows are in cache).
+    /// gradient of a decoder before the loss, taken while the rows are in cache). `lse`: the
+    /// rows' log-sum-exp when forward kept them (all rows), else computed again.
     #[inline(always)]
-    fn gradient_rows_in_place<T: Real, A: Activation<T>>(&self, buf: &mut [T], rows: Range<usize>, scale: T, sums: &mut [T]) {
+    fn gradient_rows_in_place<T: Real, A: Activation<T>>(
+        &self,
+        buf: &mut [T],
+        rows: Range<usize>,
+        scale: T,
+        sums: &mut [T],
+        lse: Option<&[T]>,
+    ) {
         for (r, row) in rows.zip(buf.chunks_exact_mut(self.classes)) {
-            let lse = log_sum_exp::<T, A>(row);
+            let lse = lse.map_or_else(|| log_sum_exp::<T, A>(row), |l| l[r]);
             row.iter_mut().for_each(|x| *x = scale * A::exp(*x - lse));
             row[self.targets[r] as usize] -= scale;
             sums.iter_mut().zip(&*row).for_each(|(s, g)| *s += *g);
@@ -146,30 +164,30 @@ impl SoftmaxCrossEntropy {
 
     /// [`Self::gradient_rows_in_place`] over all rows, in parallel (f64, or any float); returns
     /// the column sums of the gradient.
-    fn gradient_in_place<T: Real>(&self, logits: &mut [T], scale: T) -> Vec<T> {
-        self.on_rows_mut(logits, |buf, r, sums| self.gradient_rows_in_place::<T, Exact>(buf, r, scale, sums))
+    fn gradient_in_place<T: Real>(&self, logits: &mut [T], scale: T, lse: Option<&[T]>) -> Vec<T> {
+        self.on_rows_mut(logits, |buf, r, sums| self.gradient_rows_in_place::<T, Exact>(buf, r, scale, sums, lse))
     }
 
     /// [`Self::gradient_in_place`] for f32, with the AVX-512 pass where present.
-    fn gradient_in_place_f32(&self, logits: &mut [f32], scale: f32) -> Vec<f32> {
+    fn gradient_in_place_f32(&self, logits: &mut [f32], scale: f32, lse: Option<&[f32]>) -> Vec<f32> {
         self.on_rows_mut(logits, |buf, r, sums| {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: AVX-512F was detected.
-                return unsafe { gradient_rows_in_place_avx512(self, buf, r, scale, sums) };
+                return unsafe { gradient_rows_in_place_avx512(self, buf, r, scale, sums, lse) };
             }
-            self.gradient_rows_in_place::<f32, Exact>(buf, r, scale, sums)
+            self.gradient_rows_in_place::<f32, Exact>(buf, r, scale, sums, lse)
         })
     }
 
-    fn loss_f32(&self, logits: &[f32]) -> f32 {
-        self.loss(logits, |l, r| {
+    fn loss_f32(&self, logits: &[f32]) -> (f32, Vec<f32>) {
+        self.loss(logits, |l, r, lse| {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: AVX-512F was detected.
-                return unsafe { loss_rows_avx512(self, l, r) };
+                return unsafe { loss_rows_avx512(self, l, r, lse) };
             }
-            self.loss_rows::<f32, Exact>(l, r)
+            self.loss_rows::<f32, Exact>(l, r, lse)
         })
     }
 }
@@ -202,8 +220,8 @@ fn on_row_chunks(rows: usize, f: impl Fn(Range<usize>) + Sync) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn loss_rows_avx512(op: &SoftmaxCrossEntropy, logits: &[f32], rows: Range<usize>) -> f32 {
-    op.loss_rows::<f32, Fast>(logits, rows)
+unsafe fn loss_rows_avx512(op: &SoftmaxCrossEntropy, logits: &[f32], rows: Range<usize>, lse: &mut [f32]) -> f32 {
+    op.loss_rows::<f32, Fast>(logits, rows, lse)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -214,8 +232,9 @@ unsafe fn gradient_rows_in_place_avx512(
     rows: Range<usize>,
     scale: f32,
     sums: &mut [f32],
+    lse: Option<&[f32]>,
 ) {
-    op.gradient_rows_in_place::<f32, Fast>(buf, rows, scale, sums)
+    op.gradient_rows_in_place::<f32, Fast>(buf, rows, scale, sums, lse)
 }
 
 impl candle_core::CustomOp1 for SoftmaxCrossEntropy {
@@ -225,10 +244,10 @@ impl candle_core::CustomOp1 for SoftmaxCrossEntropy {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let storage = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(vec![self.loss_f32(cpu_slice(s, l)?)]),
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(vec![self.loss(cpu_slice(s, l)?, |l, r| self.loss_rows::<f64, Exact>(l, r))])
-            }
+            CpuStorage::F32(_) => CpuStorage::F32(vec![self.loss_f32(cpu_slice(s, l)?).0]),
+            CpuStorage::F64(_) => CpuStorage::F64(vec![
+                self.loss(cpu_slice(s, l)?, |l, r, lse| self.loss_rows::<f64, Exact>(l, r, lse)).0,
+            ]),
             _ => candle_core::bail!("cross entropy: expected f32 or f64 logits"),
         };
         Ok((storage, Shape::from(())))
@@ -241,12 +260,12 @@ impl candle_core::CustomOp1 for SoftmaxCrossEntropy {
         let grad = match logits.dtype() {
             DType::F32 => {
                 let mut g = host_slice::<f32>(logits)?.get()?.to_vec();
-                self.gradient_in_place_f32(&mut g, scale as f32);
+                self.gradient_in_place_f32(&mut g, scale as f32, None);
                 Tensor::from_vec(g, logits.shape(), logits.device())?
             }
             DType::F64 => {
                 let mut g = host_slice::<f64>(logits)?.get()?.to_vec();
-                self.gradient_in_place(&mut g, scale);
+                self.gradient_in_place(&mut g, scale, None);
                 Tensor::from_vec(g, logits.shape(), logits.device())?
             }
             other => candle_core::bail!("cross entropy: expected f32 or f64 logits, found {other:?}"),
