@@ -271,7 +271,8 @@ where
     }
     let per = p.len().div_ceil(threads);
     // One part per thread, each taken once by the thread of its index.
-    let parts: Vec<std::sync::Mutex<Option<(&mut [T], &[T])>>> =
+    type Part<'a, T> = std::sync::Mutex<Option<(&'a mut [T], &'a [T])>>;
+    let parts: Vec<Part<T>> =
         p.chunks_mut(per).zip(g.chunks(per)).map(|part| std::sync::Mutex::new(Some(part))).collect();
     pool.execute(|tid| {
         let part = parts.get(tid).and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take());
