@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 use crate::error::{Error, Result};
-use crate::fused::gemm::{product, Init, Stored};
+use crate::fused::gemm::{as_is, product, transposed, Init};
 use crate::fused::real::{cpu_slice, host_slice, Real};
 
 /// `x W^T + b` for `x` (M, K), `weight` (V, K), `bias` (V,): (M, V). On the CPU (f32, f64) one
@@ -67,7 +67,7 @@ impl Linear {
     /// y = x W^T + b, (M, V).
     pub fn forward<T: Real>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let (m, v, k) = (self.rows, self.outputs, self.features);
-        product((m, v, k), Init::BiasRows(b), x, Stored::AsIs, w, Stored::Transposed, Self::threads())
+        product((m, v, k), Init::BiasRows(b), as_is(x), transposed(w), Self::threads())
     }
 
     /// dx = G W, dW = G^T x, db = column sums of G (unless the caller has them: `sums`), for the
@@ -76,11 +76,11 @@ impl Linear {
         let (m, v, k, threads) = (self.rows, self.outputs, self.features, Self::threads());
         let (x_in, w_in) = (host_slice::<T>(x)?, host_slice::<T>(w)?);
         let (xv, wv) = (x_in.get()?, w_in.get()?);
-        let dx = product((m, k, v), Init::Zero, g, Stored::AsIs, wv, Stored::AsIs, threads);
-        let dw = product((v, k, m), Init::Zero, g, Stored::Transposed, xv, Stored::AsIs, threads);
+        let dx = product((m, k, v), Init::Zero, as_is(g), as_is(wv), threads);
+        let dw = product((v, k, m), Init::Zero, transposed(g), as_is(xv), threads);
         let db = match sums {
             Some(db) => db,
-            None => product((1, v, m), Init::Zero, &vec![T::one(); m], Stored::AsIs, g, Stored::AsIs, threads),
+            None => product((1, v, m), Init::Zero, as_is(&vec![T::one(); m]), as_is(g), threads),
         };
         let device = x.device();
         Ok((

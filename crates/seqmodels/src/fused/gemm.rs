@@ -9,6 +9,19 @@ pub(crate) enum Stored {
     Transposed,
 }
 
+/// An operand of a product: its elements (dense, row-major) and how they are stored.
+pub(crate) type Operand<'a, T> = (&'a [T], Stored);
+
+/// The matrix itself as an operand.
+pub(crate) fn as_is<T>(m: &[T]) -> Operand<'_, T> {
+    (m, Stored::AsIs)
+}
+
+/// The transpose of the stored matrix as an operand.
+pub(crate) fn transposed<T>(m: &[T]) -> Operand<'_, T> {
+    (m, Stored::Transposed)
+}
+
 /// What a product adds to: zeros, what `dst` holds, or a bias row repeated down every row of
 /// `dst` (filled by each thread just before its part of the product, while it is in cache).
 #[derive(Clone, Copy, Debug)]
@@ -26,32 +39,26 @@ impl<T: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One> Eleme
 /// `lhs`/`rhs` may be stored transposed ((k x m) / (n x k)); see [`Init`] for `init`.
 /// With `threads > 1`, the rows of `dst` (or its columns, when it has few rows) are split between
 /// candle's pool threads (see [`split`]); the `gemm` crate's own threading (rayon) is not used.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul<T: Element>(
     dims: (usize, usize, usize),
     dst: &mut [T],
     init: Init<'_, T>,
-    lhs: &[T],
-    lhs_stored: Stored,
-    rhs: &[T],
-    rhs_stored: Stored,
+    lhs: Operand<T>,
+    rhs: Operand<T>,
     threads: usize,
 ) {
     assert!(dst.len() >= dims.0 * dims.1, "matmul destination size");
     // SAFETY: dst holds m x n elements and is borrowed mutably.
-    unsafe { product_into(dims, dst.as_mut_ptr(), init, lhs, lhs_stored, rhs, rhs_stored, threads) }
+    unsafe { product_into(dims, dst.as_mut_ptr(), init, lhs, rhs, threads) }
 }
 
 /// A new m x n matrix `init + lhs * rhs` ([`matmul`] into a fresh buffer, which is written once
 /// instead of zero-filled first). `init` is [`Init::Zero`] or [`Init::BiasRows`].
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn product<T: Element>(
     (m, n, k): (usize, usize, usize),
     init: Init<'_, T>,
-    lhs: &[T],
-    lhs_stored: Stored,
-    rhs: &[T],
-    rhs_stored: Stored,
+    lhs: Operand<T>,
+    rhs: Operand<T>,
     threads: usize,
 ) -> Vec<T> {
     assert!(!matches!(init, Init::Accumulate), "a new product has nothing to accumulate into");
@@ -60,7 +67,7 @@ pub(crate) fn product<T: Element>(
     // writes every one of them (the product overwrites, or the k = 0 case fills in zeros)
     // before `set_len` exposes them.
     unsafe {
-        product_into((m, n, k), dst.as_mut_ptr(), init, lhs, lhs_stored, rhs, rhs_stored, threads);
+        product_into((m, n, k), dst.as_mut_ptr(), init, lhs, rhs, threads);
         dst.set_len(m * n);
     }
     dst
@@ -71,15 +78,12 @@ pub(crate) fn product<T: Element>(
 /// # Safety
 /// `dst` must be valid for writes (and, with [`Init::Accumulate`], reads) of m x n elements
 /// that nothing else accesses meanwhile.
-#[allow(clippy::too_many_arguments)]
 unsafe fn product_into<T: Element>(
     (m, n, k): (usize, usize, usize),
     dst: *mut T,
     init: Init<'_, T>,
-    lhs: &[T],
-    lhs_stored: Stored,
-    rhs: &[T],
-    rhs_stored: Stored,
+    (lhs, lhs_stored): Operand<T>,
+    (rhs, rhs_stored): Operand<T>,
     threads: usize,
 ) {
     assert!(lhs.len() >= m * k && rhs.len() >= k * n, "matmul operand sizes");
@@ -251,7 +255,7 @@ mod tests {
                             (0..k).map(|kk| at(i, kk) * bt(kk, j)).sum::<f64>() + start
                         })
                         .collect();
-                    matmul((m, n, k), &mut dst, init, &a, sa, &b, sb, 2);
+                    matmul((m, n, k), &mut dst, init, (&a, sa), (&b, sb), 2);
                     assert_eq!(dst, expected, "{m}x{n}x{k} {sa:?} {sb:?} {init:?}");
                 }
             }
@@ -283,7 +287,7 @@ mod speed {
             let mut times = Vec::new();
             for _ in 0..15 {
                 let start = std::time::Instant::now();
-                let c = product((m, n, k), Init::Zero, &a, sa, &b, sb, threads);
+                let c = product((m, n, k), Init::Zero, (&a, sa), (&b, sb), threads);
                 times.push(start.elapsed().as_secs_f64());
                 assert!(c[0] >= 0.0);
             }

@@ -31,7 +31,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use crate::cell::{CellWeights, State};
 use crate::config::CellKind;
 use crate::error::Result;
-use gemm::{matmul, product, Init, Stored};
+use gemm::{as_is, matmul, product, transposed, Init};
 use real::Real;
 use sequence::{Dims, InputSide, Saved, Sequence};
 
@@ -50,7 +50,7 @@ fn generic_forward<T: Real>(
     save: bool,
 ) -> (Vec<T>, Option<Saved<T>>) {
     let (tn, g, i) = (s.dims.seq_len * s.dims.batch, s.dims.gates(), input.size);
-    let gi = product((tn, g, i), Init::Zero, input.x, Stored::AsIs, input.w_ih, Stored::Transposed, s.threads);
+    let gi = product((tn, g, i), Init::Zero, as_is(input.x), transposed(input.w_ih), s.threads);
     s.forward(&gi, input.b_ih, p, h, save)
 }
 fn generic_backward<T: Real>(s: &Sequence, d: &[T], p: &[T], saved: &Saved<T>) -> sequence::Grads<T> {
@@ -158,19 +158,9 @@ impl FusedRecurrence {
         let grads = run(&self.sequence(), dresult, &params_v[head..], saved);
         // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x; and
         // db_ih = column sums of dgi.
-        let dx =
-            product((tn, i, g), Init::Zero, &grads.gi, Stored::AsIs, &params_v[..g * i], Stored::AsIs, self.threads);
+        let dx = product((tn, i, g), Init::Zero, as_is(&grads.gi), as_is(&params_v[..g * i]), self.threads);
         let mut dparams = vec![T::zero(); head];
-        matmul(
-            (g, i, tn),
-            &mut dparams[..g * i],
-            Init::Zero,
-            &grads.gi,
-            Stored::Transposed,
-            x_v,
-            Stored::AsIs,
-            self.threads,
-        );
+        matmul((g, i, tn), &mut dparams[..g * i], Init::Zero, transposed(&grads.gi), as_is(x_v), self.threads);
         if d.bias {
             let db_ih = &mut dparams[g * i..];
             match (d.kind, &grads.gi_sums) {

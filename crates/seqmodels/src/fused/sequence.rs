@@ -5,7 +5,7 @@
 //! with W_hr. Backward (BPTT): per step one fused pass computing the gate gradients and one GEMM
 //! `dh = dgates W_hh`; the weight gradients are single GEMMs over all time steps at the end.
 
-use super::gemm::{matmul, Init, Stored};
+use super::gemm::{as_is, matmul, transposed, Init};
 use super::real::{Exact, Real};
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
@@ -255,7 +255,7 @@ impl Sequence<'_> {
         let mut saved = save.then(|| Saved::new(&d));
 
         for t in self.order() {
-            matmul((n_, g, ho), &mut gh, Init::Zero, &hs, Stored::AsIs, p.w_hh, Stored::Transposed, self.threads);
+            matmul((n_, g, ho), &mut gh, Init::Zero, as_is(&hs), transposed(p.w_hh), self.threads);
             let gi_t = &gi[t * n_ * g..(t + 1) * n_ * g];
             if let Some(s) = saved.as_mut() {
                 s.h_prev[t * n_ * ho..(t + 1) * n_ * ho].copy_from_slice(&hs);
@@ -291,16 +291,7 @@ impl Sequence<'_> {
                     }
                     let new_h: &[T] = match p.w_hr {
                         Some(w_hr) => {
-                            matmul(
-                                (n_, ho, h),
-                                &mut h_next,
-                                Init::Zero,
-                                &hh,
-                                Stored::AsIs,
-                                w_hr,
-                                Stored::Transposed,
-                                1,
-                            );
+                            matmul((n_, ho, h), &mut h_next, Init::Zero, as_is(&hh), transposed(w_hr), 1);
                             &h_next
                         }
                         None => &hh,
@@ -397,7 +388,7 @@ impl Sequence<'_> {
                     let dhh: &[T] = match p.w_hr {
                         Some(w_hr) => {
                             dproj[t * n_ * ho..(t + 1) * n_ * ho].copy_from_slice(&dh_tot);
-                            matmul((n_, h, ho), &mut dhh, Init::Zero, &dh_tot, Stored::AsIs, w_hr, Stored::AsIs, 1);
+                            matmul((n_, h, ho), &mut dhh, Init::Zero, as_is(&dh_tot), as_is(w_hr), 1);
                             &dhh
                         }
                         None => &dh_tot,
@@ -440,7 +431,7 @@ impl Sequence<'_> {
             let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
             dh.copy_from_slice(&direct);
             let dgh_t = &dgh[t * n_ * g..(t + 1) * n_ * g];
-            matmul((n_, ho, g), &mut dh, Init::Accumulate, dgh_t, Stored::AsIs, p.w_hh, Stored::AsIs, self.threads);
+            matmul((n_, ho, g), &mut dh, Init::Accumulate, as_is(dgh_t), as_is(p.w_hh), self.threads);
         }
 
         let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
@@ -460,7 +451,7 @@ impl Sequence<'_> {
         let zero = T::zero();
         let mut dparams = vec![zero; d.params_len()];
         let (dw_hh, rest) = dparams.split_at_mut(g * ho);
-        matmul((g, ho, tn), dw_hh, Init::Zero, dgh, Stored::Transposed, &saved.h_prev, Stored::AsIs, self.threads);
+        matmul((g, ho, tn), dw_hh, Init::Zero, transposed(dgh), as_is(&saved.h_prev), self.threads);
         let rest = if d.bias {
             let (db, rest) = rest.split_at_mut(g);
             match dgh_sums {
@@ -472,7 +463,7 @@ impl Sequence<'_> {
             rest
         };
         if d.proj {
-            matmul((ho, h, tn), rest, Init::Zero, dproj, Stored::Transposed, &saved.hh, Stored::AsIs, self.threads);
+            matmul((ho, h, tn), rest, Init::Zero, transposed(dproj), as_is(&saved.hh), self.threads);
         }
         dparams
     }
