@@ -33,12 +33,13 @@ use crate::config::CellKind;
 use crate::error::Result;
 use gemm::{as_is, matmul, product, transposed, Init};
 use real::Real;
-use sequence::{Dims, InputSide, Saved, Sequence};
+use sequence::{Dims, Forward, InputSide, Saved, Sequence};
 
 /// Runs a forward pass: sequence, input side, recurrent params, state0, save.
 type ForwardRunner<T> = fn(&Sequence, InputSide<T>, &[T], &[T], bool) -> (Vec<T>, Option<Saved<T>>);
-/// Runs a backward pass: sequence, gradient of the result, params, saved forward values.
-type BackwardRunner<T> = fn(&Sequence, &[T], &[T], &Saved<T>) -> sequence::Grads<T>;
+/// Runs a backward pass: sequence, the forward pass's result and initial state, gradient of the
+/// result, params, saved forward values.
+type BackwardRunner<T> = fn(&Sequence, Forward<T>, &[T], &[T], &Saved<T>) -> sequence::Grads<T>;
 
 /// The portable path: the input projection of all steps as one GEMM, gi = x W_ih^T (the kernels
 /// add b_ih with the other biases), then [`Sequence::forward`].
@@ -53,7 +54,7 @@ fn generic_forward<T: Real>(
     let gi = product((tn, g, i), Init::Zero, as_is(input.x), transposed(input.w_ih), s.threads);
     s.forward(&gi, input.b_ih, p, h, save)
 }
-fn generic_backward<T: Real>(s: &Sequence, d: &[T], p: &[T], saved: &Saved<T>) -> sequence::Grads<T> {
+fn generic_backward<T: Real>(s: &Sequence, _: Forward<T>, d: &[T], p: &[T], saved: &Saved<T>) -> sequence::Grads<T> {
     s.backward(d, p, saved)
 }
 
@@ -141,6 +142,7 @@ impl FusedRecurrence {
         &self,
         x: &Tensor,
         params: &Tensor,
+        (res, state0): (&Tensor, &Tensor),
         grad_res: &Tensor,
         run: BackwardRunner<T>,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -154,8 +156,10 @@ impl FusedRecurrence {
         let (dresult, params_v, x_v) =
             (real::host_slice::<T>(grad_res)?, real::host_slice::<T>(params)?, real::host_slice::<T>(x)?);
         let (dresult, params_v, x_v) = (dresult.get()?, params_v.get()?, x_v.get()?);
+        let (res, state0) = (real::host_slice::<T>(res)?, real::host_slice::<T>(state0)?);
+        let forward = Forward { result: res.get()?, state0: state0.get()? };
         let head = self.input_params_len();
-        let grads = run(&self.sequence(), dresult, &params_v[head..], saved);
+        let grads = run(&self.sequence(), forward, dresult, &params_v[head..], saved);
         // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x; and
         // db_ih = column sums of dgi.
         let dx = product((tn, i, g), Init::Zero, as_is(&grads.gi), as_is(&params_v[..g * i]), self.threads);
@@ -231,8 +235,8 @@ impl CustomOp3 for FusedRecurrence {
         &self,
         x: &Tensor,
         params: &Tensor,
-        _state0: &Tensor,
-        _res: &Tensor,
+        state0: &Tensor,
+        res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         #[cfg(feature = "cuda")]
@@ -242,9 +246,9 @@ impl CustomOp3 for FusedRecurrence {
         match x.dtype() {
             DType::F32 => {
                 let run: BackwardRunner<f32> = if self.threaded() { threaded_backward } else { generic_backward };
-                self.backward::<f32>(x, params, grad_res, run)
+                self.backward::<f32>(x, params, (res, state0), grad_res, run)
             }
-            DType::F64 => self.backward::<f64>(x, params, grad_res, generic_backward),
+            DType::F64 => self.backward::<f64>(x, params, (res, state0), grad_res, generic_backward),
             other => candle_core::bail!("fused recurrence: expected f32 or f64, found {other:?}"),
         }
     }

@@ -104,22 +104,33 @@ impl<T: Real> Saved<T> {
 
     /// Empty buffers with room for a forward pass of `d` that writes every element through
     /// their pointers (`as_mut_ptr`), skipping the zero-fill of [`Saved::new`] (megabytes).
-    pub fn unfilled(d: &Dims) -> Self {
+    /// Without `h_prev` that buffer stays empty: backward reads h before each step from the
+    /// output instead (see [`Saved::h_prev_in_output`]).
+    pub fn unfilled(d: &Dims, h_prev: bool) -> Self {
         let mut saved = Saved::default();
-        for (v, len) in saved.buffers().into_iter().zip(Self::lengths(d)) {
-            *v = Vec::with_capacity(len);
+        for (k, (v, len)) in saved.buffers().into_iter().zip(Self::lengths(d)).enumerate() {
+            *v = Vec::with_capacity(if k == 0 && !h_prev { 0 } else { len });
         }
         saved
     }
 
-    /// Exposes the elements of buffers made by [`Saved::unfilled`] for the same `d`.
+    /// Exposes the elements of buffers made by [`Saved::unfilled`] for the same `d` (those it
+    /// left empty stay empty).
     ///
     /// # Safety
-    /// Every element must have been written.
+    /// Every element of the others must have been written.
     pub unsafe fn assume_filled(&mut self, d: &Dims) {
         for (v, len) in self.buffers().into_iter().zip(Self::lengths(d)) {
-            v.set_len(len);
+            if v.capacity() >= len {
+                v.set_len(len);
+            }
         }
+    }
+
+    /// Whether forward left `h_prev` out, h before each step being the output of the step
+    /// before it (every row runs the whole sequence).
+    pub fn h_prev_in_output(&self) -> bool {
+        self.h_prev.is_empty() && !self.act.is_empty()
     }
 }
 
@@ -151,6 +162,14 @@ pub(crate) struct InputSide<'a, T> {
     pub b_ih: Option<&'a [T]>,
     /// I.
     pub size: usize,
+}
+
+/// What backward may read of its forward pass besides [`Saved`]: the op's result (output, h_n,
+/// c_n) and initial state (h0, c0).
+#[derive(Clone, Copy)]
+pub(crate) struct Forward<'a, T> {
+    pub result: &'a [T],
+    pub state0: &'a [T],
 }
 
 /// The biases as the row kernels take them, zeros where the layer has none: each part's own
@@ -435,7 +454,7 @@ impl Sequence<'_> {
         }
 
         let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
-        let dparams = self.weight_grads(dgh, &dproj, saved, None);
+        let dparams = self.weight_grads(dgh, &dproj, (saved, None), None);
         let mut dstate0 = dh;
         dstate0.extend_from_slice(&dc);
         Grads { gi: dgi, params: dparams, state0: dstate0, gi_sums: None }
@@ -445,13 +464,22 @@ impl Sequence<'_> {
     /// hidden part of the gates `dgh` (T, N, G), of the projected outputs `dproj` (T, N, P;
     /// empty without projection) and what forward saved; packed like the params. db_hh is
     /// `dgh_sums` when the caller summed dgh's columns already.
-    pub fn weight_grads<T: Real>(&self, dgh: &[T], dproj: &[T], saved: &Saved<T>, dgh_sums: Option<&[T]>) -> Vec<T> {
+    pub fn weight_grads<T: Real>(
+        &self,
+        dgh: &[T],
+        dproj: &[T],
+        (saved, forward): (&Saved<T>, Option<Forward<T>>),
+        dgh_sums: Option<&[T]>,
+    ) -> Vec<T> {
         let d = self.dims;
         let (h, ho, g, tn) = (d.hidden, d.h_out, d.gates(), d.seq_len * d.batch);
         let zero = T::zero();
         let mut dparams = vec![zero; d.params_len()];
         let (dw_hh, rest) = dparams.split_at_mut(g * ho);
-        matmul((g, ho, tn), dw_hh, Init::Zero, transposed(dgh), as_is(&saved.h_prev), self.threads);
+        match forward.filter(|_| saved.h_prev_in_output()) {
+            None => matmul((g, ho, tn), dw_hh, Init::Zero, transposed(dgh), as_is(&saved.h_prev), self.threads),
+            Some(f) => self.dw_hh_from_output(dw_hh, dgh, f),
+        }
         let rest = if d.bias {
             let (db, rest) = rest.split_at_mut(g);
             match dgh_sums {
@@ -466,6 +494,26 @@ impl Sequence<'_> {
             matmul((ho, h, tn), rest, Init::Zero, transposed(dproj), as_is(&saved.hh), self.threads);
         }
         dparams
+    }
+}
+
+impl Sequence<'_> {
+    /// dW_hh = sum over steps of dgh[t]^T h_prev[t], where h before each step is the output of
+    /// the step before it in processing order, and h0 before the first.
+    fn dw_hh_from_output<T: Real>(&self, dw_hh: &mut [T], dgh: &[T], f: Forward<T>) {
+        let d = self.dims;
+        let (m, ho, g, steps) = (d.batch, d.h_out, d.gates(), d.seq_len);
+        let (out, h0) = (&f.result[..steps * m * ho], &f.state0[..m * ho]);
+        // Steps after the first in processing order, against the outputs one step before them.
+        let rows = (steps - 1) * m;
+        let (later, first, earlier) = match self.reverse {
+            false => (&dgh[m * g..], &dgh[..m * g], &out[..rows * ho]),
+            true => (&dgh[..rows * g], &dgh[rows * g..], &out[m * ho..]),
+        };
+        matmul((g, ho, rows), dw_hh, Init::Zero, transposed(later), as_is(earlier), self.threads);
+        if h0.iter().any(|v| *v != T::zero()) {
+            matmul((g, ho, m), dw_hh, Init::Accumulate, transposed(first), as_is(h0), self.threads);
+        }
     }
 }
 

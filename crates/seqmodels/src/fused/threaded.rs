@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::panel::Packed;
 use super::real::Fast;
-use super::sequence::{gates_mut, Biases, Dims, Grads, InputSide, Saved, Sequence};
+use super::sequence::{gates_mut, Biases, Dims, Forward, Grads, InputSide, Saved, Sequence};
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
 
@@ -153,7 +153,10 @@ pub(crate) fn forward(
     // Every element of the result and of the saved buffers is written below (zeros past a
     // row's length), so none is zero-filled first.
     let mut result = Unfilled::new(d.result_len());
-    let mut saved = save.then(|| Saved::unfilled(&d));
+    // Without lengths, h before each step is the previous step's output (or h0), which backward
+    // reads there; GRU's gate gradients read it row by row, so GRU keeps it.
+    let keep_h_prev = seq.lengths.is_some() || d.kind == CellKind::Gru;
+    let mut saved = save.then(|| Saved::unfilled(&d, keep_h_prev));
     let mut hbuf = vec![0f32; 2 * m * h];
     hbuf[..m * h].copy_from_slice(&state0[..m * h]);
     let c0 = &state0[m * h..];
@@ -208,7 +211,9 @@ pub(crate) fn forward(
                     let at = (t * m + n) * h + u0;
                     unsafe { out.slice(at, nu) }.fill(0.0);
                     if let Some((sh, sa, sc, st, sg)) = s_ptrs {
-                        unsafe { sh.slice(at, nu) }.fill(0.0);
+                        if keep_h_prev {
+                            unsafe { sh.slice(at, nu) }.fill(0.0);
+                        }
                         for q in 0..q_n {
                             unsafe { sa.slice((t * m + n) * act_w + q * h + u0, nu) }.fill(0.0);
                         }
@@ -225,7 +230,9 @@ pub(crate) fn forward(
                 // Training writes straight into the saved buffers; inference into scratch.
                 let mut row_out = RowOut { act: gates_mut(&mut act), tanh_c: &mut tanh_c, ghn: &mut ghn };
                 if let Some((sh, sa, sc, st, sg)) = s_ptrs {
-                    unsafe { sh.slice(at, nu) }.copy_from_slice(h_prev);
+                    if keep_h_prev {
+                        unsafe { sh.slice(at, nu) }.copy_from_slice(h_prev);
+                    }
                     match d.kind {
                         CellKind::Lstm => {
                             unsafe { sc.slice(at, nu) }.copy_from_slice(c_row);
@@ -337,7 +344,13 @@ unsafe fn gate_pass(
 }
 
 /// Backpropagation through time; the same gradients as [`Sequence::backward`].
-pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &Saved<f32>) -> Grads<f32> {
+pub(crate) fn backward(
+    seq: &Sequence,
+    forward: Forward<f32>,
+    dresult: &[f32],
+    params: &[f32],
+    saved: &Saved<f32>,
+) -> Grads<f32> {
     let d = seq.dims;
     let (m, h, g, q_n) = (d.batch, d.hidden, d.gates(), d.kind.num_gates());
     let tn = d.seq_len * m;
@@ -470,7 +483,7 @@ pub(crate) fn backward(seq: &Sequence, dresult: &[f32], params: &[f32], saved: &
     // every step and row, including step 0 before the loop may stop).
     let (dgi, dgh_gru) = unsafe { (dgi.filled(), dgh_gru.filled()) };
     let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
-    let params = seq.weight_grads(dgh, &[], saved, Some(&sums_h));
+    let params = seq.weight_grads(dgh, &[], (saved, Some(forward)), Some(&sums_h));
     let gi_sums = (d.kind == CellKind::Gru).then_some(sums_i);
     Grads { gi: dgi, params, state0: dstate0, gi_sums }
 }
