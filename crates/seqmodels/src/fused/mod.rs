@@ -4,9 +4,10 @@
 //! per-step allocations).
 //!
 //! The op takes the layer input, the packed parameters and the packed initial state, and
-//! returns the packed output, h_n and c_n. The input projection `x W_ih^T + b_ih` of all steps
-//! is one GEMM inside it, and so are dx, dW_ih and db_ih in backward: no large intermediate
-//! tensors in candle's graph, whose backward would zero-fill and add each of them.
+//! returns the output, h_n and c_n in one tensor. The input projection `x W_ih^T` is computed
+//! inside it (one GEMM over all steps in the portable kernels, step by step in the threaded
+//! ones; the gate pass adds the biases), and so are dx, dW_ih and db_ih in backward: no large
+//! intermediate tensors in candle's graph, whose backward would zero-fill and add each of them.
 //! [`crate::cell::step`] is the specification these kernels are tested against.
 
 #[cfg(feature = "cuda")]

@@ -1,8 +1,8 @@
 //! The whole-sequence loops of the fused kernels, shared by the three cell kinds.
 //!
-//! Forward: per step one GEMM `gh = h W_hh^T + b_hh` into a preallocated buffer, then one fused
-//! pass over the gates (activations and state update), then, for LSTM with projection, one GEMM
-//! with W_hr. Backward (BPTT): per step one fused pass computing the gate gradients and one GEMM
+//! Forward: per step one GEMM `gh = h W_hh^T` into a preallocated buffer, then one fused pass
+//! over the gates (the sums with the input projection and both biases, activations and state
+//! update), then, for LSTM with projection, one GEMM with W_hr. Backward (BPTT): per step one fused pass computing the gate gradients and one GEMM
 //! `dh = dgates W_hh`; the weight gradients are single GEMMs over all time steps at the end.
 
 use super::gemm::{as_is, matmul, transposed, Init};

@@ -4,11 +4,13 @@
 //! and the threads meet at one barrier per time step.
 //!
 //! Forward, per step and thread: gh[:, my gates] = h_prev W_hh[my gates]^T (all rows of h_prev
-//! are needed, hence the barrier), then the fused gate pass for my units, which writes my
-//! columns of h'. Backward, per step and thread: the gate gradients of my units (they need only
-//! my columns of dh), a barrier, then dh[:, my units] = dgates W_hh[:, my units] (all gate
-//! columns are needed). Weight gradients are single GEMMs afterwards, as in the generic path.
-//! Results are written by each thread into disjoint columns of shared buffers.
+//! are needed, hence the barrier) and gx[:, my gates] = x_t W_ih[my gates]^T, then the fused
+//! gate pass for my units (sums, biases, activations, state), which writes my columns of h'.
+//! Backward, per step and thread: the gate gradients of my units (they need only my columns of
+//! dh) and their column sums (the bias gradients), a barrier, then
+//! dh[:, my units] = dgates W_hh[:, my units] (all gate columns are needed). dW_hh is one GEMM
+//! afterwards, as in the generic path. Results are written by each thread into disjoint columns
+//! of shared buffers.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
