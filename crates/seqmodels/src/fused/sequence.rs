@@ -2,8 +2,9 @@
 //!
 //! Forward: per step one GEMM `gh = h W_hh^T` into a preallocated buffer, then one fused pass
 //! over the gates (the sums with the input projection and both biases, activations and state
-//! update), then, for LSTM with projection, one GEMM with W_hr. Backward (BPTT): per step one fused pass computing the gate gradients and one GEMM
-//! `dh = dgates W_hh`; the weight gradients are single GEMMs over all time steps at the end.
+//! update), then, for LSTM with projection, one GEMM with W_hr. Backward (BPTT): per step one
+//! fused pass computing the gate gradients and one GEMM `dh = dgates W_hh`; the weight gradients
+//! are single GEMMs over all time steps at the end.
 
 use super::gemm::{as_is, matmul, transposed, Init};
 use super::real::{Exact, Real};
@@ -108,8 +109,9 @@ impl<T: Real> Saved<T> {
     /// output instead (see [`Saved::h_prev_in_output`]).
     pub fn unfilled(d: &Dims, h_prev: bool) -> Self {
         let mut saved = Saved::default();
-        for (k, (v, len)) in saved.buffers().into_iter().zip(Self::lengths(d)).enumerate() {
-            *v = Vec::with_capacity(if k == 0 && !h_prev { 0 } else { len });
+        // `buffers` lists h_prev first: skipping it leaves it empty (and unallocated).
+        for (v, len) in saved.buffers().into_iter().zip(Self::lengths(d)).skip(usize::from(!h_prev)) {
+            *v = Vec::with_capacity(len);
         }
         saved
     }
@@ -495,9 +497,7 @@ impl Sequence<'_> {
         }
         dparams
     }
-}
 
-impl Sequence<'_> {
     /// dW_hh = sum over steps of dgh[t]^T h_prev[t], where h before each step is the output of
     /// the step before it in processing order, and h0 before the first.
     fn dw_hh_from_output<T: Real>(&self, dw_hh: &mut [T], dgh: &[T], f: Forward<T>) {

@@ -253,7 +253,7 @@ pub(crate) fn forward(
                 let (my_gh, my_gx) = (&gh[n * ldc..n * ldc + q_n * nu], &gx[n * ldc..n * ldc + q_n * nu]);
                 // SAFETY: the fused passes run on a CPU with AVX-512F (checked by `available`).
                 unsafe { gate_pass(d.kind, my_gh, my_gx, &biases, u0, h_prev, c_row, row_out, h_next) };
-                unsafe { out.slice((t * m + n) * h + u0, nu) }.copy_from_slice(h_next);
+                unsafe { out.slice(at, nu) }.copy_from_slice(h_next);
                 if let (Some((_, sa, ..)), true) = (s_ptrs, q_n == 1) {
                     unsafe { sa.slice(at, nu) }.copy_from_slice(h_next); // RNN saves h' as its activation.
                 }
@@ -288,7 +288,7 @@ struct RowOut<'a> {
 }
 
 /// The fused gate pass of one row over my units, vectorised with AVX-512: the pre-activation
-/// sums (my gate columns `gh` of the recurrent product, the row's input part `gi`, the biases),
+/// sums (my gate columns `gh` of the recurrent product and `gx` of the input one, the biases),
 /// the activations and the state update, which writes my columns of h' (and c' in `c`).
 ///
 /// # Safety

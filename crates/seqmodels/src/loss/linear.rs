@@ -121,9 +121,9 @@ impl CustomOp3 for LinearCrossEntropy {
         let scale = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()? / rows;
         match x.dtype() {
             DType::F32 => {
-                self.backward::<f32>(x, w, |g, lse| self.loss.gradient_in_place_f32(g, scale as f32, Some(lse)))
+                self.backward::<f32>(x, w, |g, lse| self.loss.gradient_in_place_f32(g, scale as f32, Some(lse), true))
             }
-            DType::F64 => self.backward::<f64>(x, w, |g, lse| self.loss.gradient_in_place(g, scale, Some(lse))),
+            DType::F64 => self.backward::<f64>(x, w, |g, lse| self.loss.gradient_in_place(g, scale, Some(lse), true)),
             other => candle_core::bail!("linear cross entropy: expected f32 or f64, found {other:?}"),
         }
     }

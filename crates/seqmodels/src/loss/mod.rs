@@ -120,14 +120,19 @@ impl SoftmaxCrossEntropy {
     }
 
     /// Runs `part(rows of buf, rows, column sums)` on the row chunks of `buf` (rows x classes)
-    /// in parallel, each chunk with its own zeroed `classes` sums; returns their total.
-    fn on_rows_mut<T: Real>(&self, buf: &mut [T], part: impl Fn(&mut [T], Range<usize>, &mut [T]) + Sync) -> Vec<T> {
+    /// in parallel, each chunk with its own zeroed `classes` sums (none when not
+    /// `column_sums`); returns their total.
+    fn on_rows_mut<T: Real>(
+        &self,
+        buf: &mut [T],
+        column_sums: bool,
+        part: impl Fn(&mut [T], Range<usize>, &mut [T]) + Sync,
+    ) -> Vec<T> {
         let rows = self.targets.len();
         let chunk = rows.div_ceil(row_chunks(rows));
-        let slots: Vec<Mutex<(&mut [T], Vec<T>)>> = buf
-            .chunks_mut(chunk * self.classes)
-            .map(|rows| Mutex::new((rows, vec![T::zero(); self.classes])))
-            .collect();
+        let sums_len = if column_sums { self.classes } else { 0 };
+        let slots: Vec<Mutex<(&mut [T], Vec<T>)>> =
+            buf.chunks_mut(chunk * self.classes).map(|rows| Mutex::new((rows, vec![T::zero(); sums_len]))).collect();
         on_row_chunks(rows, |r| {
             let mut slot = slots[r.start / chunk].lock().unwrap_or_else(|e| e.into_inner());
             let (out, sums) = &mut *slot;
@@ -143,7 +148,8 @@ impl SoftmaxCrossEntropy {
 
     /// Replaces `rows` of logits (`buf` holds exactly those rows) by their gradient,
     /// scale * (softmax - one_hot(target)), and adds each column of it to `sums` (the bias
-    /// gradient of a decoder before the loss, taken while the rows are in cache). `lse`: the
+    /// gradient of a decoder before the loss, taken while the rows are in cache; an empty
+    /// `sums` takes none). `lse`: the
     /// rows' log-sum-exp when forward kept them (all rows), else computed again.
     #[inline(always)]
     fn gradient_rows_in_place<T: Real, A: Activation<T>>(
@@ -163,14 +169,22 @@ impl SoftmaxCrossEntropy {
     }
 
     /// [`Self::gradient_rows_in_place`] over all rows, in parallel (f64, or any float); returns
-    /// the column sums of the gradient.
-    fn gradient_in_place<T: Real>(&self, logits: &mut [T], scale: T, lse: Option<&[T]>) -> Vec<T> {
-        self.on_rows_mut(logits, |buf, r, sums| self.gradient_rows_in_place::<T, Exact>(buf, r, scale, sums, lse))
+    /// the column sums of the gradient when `column_sums` (else nothing).
+    fn gradient_in_place<T: Real>(&self, logits: &mut [T], scale: T, lse: Option<&[T]>, column_sums: bool) -> Vec<T> {
+        self.on_rows_mut(logits, column_sums, |buf, r, sums| {
+            self.gradient_rows_in_place::<T, Exact>(buf, r, scale, sums, lse)
+        })
     }
 
     /// [`Self::gradient_in_place`] for f32, with the AVX-512 pass where present.
-    fn gradient_in_place_f32(&self, logits: &mut [f32], scale: f32, lse: Option<&[f32]>) -> Vec<f32> {
-        self.on_rows_mut(logits, |buf, r, sums| {
+    fn gradient_in_place_f32(
+        &self,
+        logits: &mut [f32],
+        scale: f32,
+        lse: Option<&[f32]>,
+        column_sums: bool,
+    ) -> Vec<f32> {
+        self.on_rows_mut(logits, column_sums, |buf, r, sums| {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: AVX-512F was detected.
@@ -260,12 +274,12 @@ impl candle_core::CustomOp1 for SoftmaxCrossEntropy {
         let grad = match logits.dtype() {
             DType::F32 => {
                 let mut g = host_slice::<f32>(logits)?.get()?.to_vec();
-                self.gradient_in_place_f32(&mut g, scale as f32, None);
+                self.gradient_in_place_f32(&mut g, scale as f32, None, false);
                 Tensor::from_vec(g, logits.shape(), logits.device())?
             }
             DType::F64 => {
                 let mut g = host_slice::<f64>(logits)?.get()?.to_vec();
-                self.gradient_in_place(&mut g, scale, None);
+                self.gradient_in_place(&mut g, scale, None, false);
                 Tensor::from_vec(g, logits.shape(), logits.device())?
             }
             other => candle_core::bail!("cross entropy: expected f32 or f64 logits, found {other:?}"),
