@@ -37,10 +37,12 @@ use real::Real;
 use sequence::{Dims, Forward, InputSide, Saved, Sequence};
 
 /// Runs a forward pass: sequence, input side, recurrent params, state0, save.
-type ForwardRunner<T> = fn(&Sequence, InputSide<T>, &[T], &[T], bool) -> (Vec<T>, Option<Saved<T>>);
+trait ForwardRunner<T>: FnOnce(&Sequence, InputSide<T>, &[T], &[T], bool) -> (Vec<T>, Option<Saved<T>>) {}
+impl<T, F: FnOnce(&Sequence, InputSide<T>, &[T], &[T], bool) -> (Vec<T>, Option<Saved<T>>)> ForwardRunner<T> for F {}
 /// Runs a backward pass: sequence, the forward pass's result and initial state, gradient of the
 /// result, params, saved forward values.
-type BackwardRunner<T> = fn(&Sequence, Forward<T>, &[T], &[T], &Saved<T>) -> sequence::Grads<T>;
+trait BackwardRunner<T>: FnOnce(&Sequence, Forward<T>, &[T], &[T], &Saved<T>) -> sequence::Grads<T> {}
+impl<T, F: FnOnce(&Sequence, Forward<T>, &[T], &[T], &Saved<T>) -> sequence::Grads<T>> BackwardRunner<T> for F {}
 
 /// The portable path: the input projection of all steps as one GEMM, gi = x W_ih^T (the kernels
 /// add b_ih with the other biases), then [`Sequence::forward`].
@@ -58,11 +60,6 @@ fn generic_forward<T: Real>(
 fn generic_backward<T: Real>(s: &Sequence, _: Forward<T>, d: &[T], p: &[T], saved: &Saved<T>) -> sequence::Grads<T> {
     s.backward(d, p, saved)
 }
-
-#[cfg(target_arch = "x86_64")]
-use threaded::{backward as threaded_backward, forward as threaded_forward};
-#[cfg(not(target_arch = "x86_64"))]
-use {generic_backward as threaded_backward, generic_forward as threaded_forward};
 
 /// The custom op of one layer and direction.
 struct FusedRecurrence {
@@ -82,16 +79,16 @@ struct FusedRecurrence {
 }
 
 impl FusedRecurrence {
-    /// Whether the f32 fast path runs this op (x86-64 with AVX-512, no projection), unless
-    /// `SEQMODELS_FUSED_GENERIC` is set (used by tests to exercise the portable kernels).
-    fn threaded(&self) -> bool {
+    /// The instruction set of the threaded f32 path when it runs this op (x86-64 with AVX-512F
+    /// or AVX2 + FMA, no projection; `SEQMODELS_SIMD=none` turns it off, see [`crate::simd`]).
+    fn threaded(&self) -> Option<crate::simd::Simd> {
         #[cfg(target_arch = "x86_64")]
         {
-            threaded::available(&self.dims) && std::env::var_os("SEQMODELS_FUSED_GENERIC").is_none()
+            threaded::available(&self.dims)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            false
+            None
         }
     }
 
@@ -117,7 +114,7 @@ impl FusedRecurrence {
         x: &[T],
         params: &[T],
         state0: &[T],
-        run: ForwardRunner<T>,
+        run: impl ForwardRunner<T>,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = &self.dims;
         let (tn, g, i) = (d.seq_len * d.batch, d.gates(), self.input_size);
@@ -145,7 +142,7 @@ impl FusedRecurrence {
         params: &Tensor,
         (res, state0): (&Tensor, &Tensor),
         grad_res: &Tensor,
-        run: BackwardRunner<T>,
+        run: impl BackwardRunner<T>,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let guard = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         let Some(saved) = guard.as_ref().and_then(|s| s.downcast_ref::<Saved<T>>()) else {
@@ -205,8 +202,14 @@ impl CustomOp3 for FusedRecurrence {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         match s1 {
             CpuStorage::F32(_) => {
-                let run: ForwardRunner<f32> = if self.threaded() { threaded_forward } else { generic_forward };
-                self.forward::<f32>(real::cpu_slice(s1, l1)?, real::cpu_slice(s2, l2)?, real::cpu_slice(s3, l3)?, run)
+                let inputs = (real::cpu_slice(s1, l1)?, real::cpu_slice(s2, l2)?, real::cpu_slice(s3, l3)?);
+                match self.threaded() {
+                    #[cfg(target_arch = "x86_64")]
+                    Some(simd) => self.forward::<f32>(inputs.0, inputs.1, inputs.2, |s, i, p, h, save| {
+                        threaded::forward(simd, s, i, p, h, save)
+                    }),
+                    _ => self.forward::<f32>(inputs.0, inputs.1, inputs.2, generic_forward),
+                }
             }
             CpuStorage::F64(_) => self.forward::<f64>(
                 real::cpu_slice(s1, l1)?,
@@ -245,10 +248,13 @@ impl CustomOp3 for FusedRecurrence {
             return cuda::backward(self, x, params, grad_res);
         }
         match x.dtype() {
-            DType::F32 => {
-                let run: BackwardRunner<f32> = if self.threaded() { threaded_backward } else { generic_backward };
-                self.backward::<f32>(x, params, (res, state0), grad_res, run)
-            }
+            DType::F32 => match self.threaded() {
+                #[cfg(target_arch = "x86_64")]
+                Some(simd) => self.backward::<f32>(x, params, (res, state0), grad_res, |s, f, d, p, saved| {
+                    threaded::backward(simd, s, f, d, p, saved)
+                }),
+                _ => self.backward::<f32>(x, params, (res, state0), grad_res, generic_backward),
+            },
             DType::F64 => self.backward::<f64>(x, params, (res, state0), grad_res, generic_backward),
             other => candle_core::bail!("fused recurrence: expected f32 or f64, found {other:?}"),
         }

@@ -1,14 +1,14 @@
-//! A weight matrix packed once per sequence into 32-column panels, and the AVX-512 product of
-//! a small row-major matrix (the batch of hidden states) with it.
+//! A weight matrix packed once per sequence into 32-column panels, and the product of a small
+//! row-major matrix (the batch of hidden states) with it, in AVX-512 or AVX2 micro-kernels.
 //!
 //! The recurrent product of every time step multiplies the same weights: packing them once
 //! and keeping each thread's share resident in its own cache is what a generic GEMM call per
 //! step (which re-packs its operands every time) cannot do.
 
-/// Columns per panel: two 16-lane AVX-512 registers.
+use crate::simd::Simd;
+
+/// Columns per panel: two 16-lane AVX-512 registers, or four 8-lane AVX2 ones.
 pub(crate) const NR: usize = 32;
-/// Rows per microkernel tile.
-const MR: usize = 8;
 
 /// A K x ncols matrix stored as ceil(ncols / 32) panels, each K rows of 32 contiguous values
 /// (zero-padded).
@@ -49,53 +49,151 @@ impl Packed {
         self.panels * NR
     }
 
-    /// c (m x padded_cols, row stride ldc) = a (m x K, row stride lda) * self.
+    /// c (m x padded_cols, row stride ldc) = a (m x K, row stride lda) * self, with the
+    /// instruction set `simd`.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `a` must be valid for reads of rows m with stride lda and
-    /// K columns, `c` valid for writes of m rows of `padded_cols()` with stride ldc.
-    #[target_feature(enable = "avx512f")]
-    pub(crate) unsafe fn product(&self, m: usize, a: *const f32, lda: usize, c: *mut f32, ldc: usize) {
+    /// `a` must be valid for reads of m rows of K values with row stride lda, `c` valid for
+    /// writes of m rows of `padded_cols()` values with row stride ldc, and no other thread may
+    /// write those rows of `a` or access those of `c` meanwhile.
+    pub(crate) unsafe fn product(&self, simd: Simd, m: usize, a: *const f32, lda: usize, c: *mut f32, ldc: usize) {
+        if simd.is_avx512() {
+            // SAFETY: `simd` proves AVX-512F; the pointer ranges are the caller's.
+            unsafe { self.product_with::<avx512::Tile>(m, a, lda, c, ldc) }
+        } else {
+            // SAFETY: `simd` proves AVX2 and FMA; the pointer ranges are the caller's.
+            unsafe { self.product_with::<avx2::Tile>(m, a, lda, c, ldc) }
+        }
+    }
+
+    /// [`Packed::product`] with the micro-kernel `K`.
+    ///
+    /// # Safety
+    /// As for [`Packed::product`], and the CPU must support `K`'s instructions.
+    #[inline(always)]
+    unsafe fn product_with<K: MicroKernel>(&self, m: usize, a: *const f32, lda: usize, c: *mut f32, ldc: usize) {
         for p in 0..self.panels {
-            let b = self.data.as_ptr().add(p * self.k * NR);
+            // SAFETY (all pointer arithmetic below): panel p lies in `data`; row r < m of `a`
+            // and `c` lie in the caller's ranges, and column p * NR + 32 <= padded_cols.
+            let b = unsafe { self.data.as_ptr().add(p * self.k * NR) };
             let mut r = 0;
-            while r + MR <= m {
-                tile::<MR>(self.k, a.add(r * lda), lda, b, c.add(r * ldc + p * NR), ldc);
-                r += MR;
+            while r + K::ROWS <= m {
+                unsafe { K::tile(K::ROWS, self.k, a.add(r * lda), lda, b, c.add(r * ldc + p * NR), ldc) };
+                r += K::ROWS;
             }
-            let (a, c) = (a.add(r * lda), c.add(r * ldc + p * NR));
-            match m - r {
-                0 => {}
-                1 => tile::<1>(self.k, a, lda, b, c, ldc),
-                2 => tile::<2>(self.k, a, lda, b, c, ldc),
-                3 => tile::<3>(self.k, a, lda, b, c, ldc),
-                4 => tile::<4>(self.k, a, lda, b, c, ldc),
-                5 => tile::<5>(self.k, a, lda, b, c, ldc),
-                6 => tile::<6>(self.k, a, lda, b, c, ldc),
-                _ => tile::<7>(self.k, a, lda, b, c, ldc),
+            if r < m {
+                unsafe { K::tile(m - r, self.k, a.add(r * lda), lda, b, c.add(r * ldc + p * NR), ldc) };
             }
         }
     }
 }
 
-/// R rows x 32 columns: 2R accumulators, two panel loads and R broadcasts per k.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn tile<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize) {
+/// A micro-kernel: `rows` (at most `ROWS`) rows of `a` times one packed panel of 32 columns.
+trait MicroKernel {
+    /// Rows per full tile: as many as the accumulators that fit in the vector registers.
+    const ROWS: usize;
+
+    /// c[r][0..32] = sum over kk of a[r][kk] * b[kk][0..32], for r < rows.
+    ///
+    /// # Safety
+    /// The CPU must support the kernel's instructions; `a` valid for reads of `rows` rows of k
+    /// values (stride lda), `b` of k * 32 values, `c` for writes of `rows` rows of 32 (stride ldc).
+    unsafe fn tile(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize);
+}
+
+/// Expands `$tile::<R>` for every row count 1..=ROWS, so that each tile's accumulators are a
+/// fixed-size array the compiler keeps in registers.
+macro_rules! by_rows {
+    ($tile:ident, $rows:expr, $args:tt, $($r:literal)*) => {
+        match $rows {
+            $($r => $tile::<$r> $args,)*
+            _ => unreachable!("a tile of more rows than the micro-kernel holds"),
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{MicroKernel, NR};
     use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    for kk in 0..k {
-        let b0 = _mm512_loadu_ps(b.add(kk * NR));
-        let b1 = _mm512_loadu_ps(b.add(kk * NR + 16));
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(r * lda + kk));
-            acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
-            acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+
+    /// 8 rows x 32 columns: 16 accumulators, two panel loads and 8 broadcasts per k.
+    pub(super) struct Tile;
+
+    impl MicroKernel for Tile {
+        const ROWS: usize = 8;
+
+        #[inline(always)]
+        unsafe fn tile(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize) {
+            // SAFETY: the caller's contract.
+            unsafe { by_rows!(tile, rows, (k, a, lda, b, c, ldc), 1 2 3 4 5 6 7 8) }
         }
     }
-    for (r, acc) in acc.iter().enumerate() {
-        _mm512_storeu_ps(c.add(r * ldc), acc[0]);
-        _mm512_storeu_ps(c.add(r * ldc + 16), acc[1]);
+
+    /// # Safety
+    /// As for [`MicroKernel::tile`] with `rows = R`, on a CPU with AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for kk in 0..k {
+            // SAFETY: kk < k and r < R stay inside the caller's ranges.
+            let (b0, b1) = unsafe { (_mm512_loadu_ps(b.add(kk * NR)), _mm512_loadu_ps(b.add(kk * NR + 16))) };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(unsafe { *a.add(r * lda + kk) });
+                acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: row r < R of c has 32 writable values.
+            unsafe {
+                _mm512_storeu_ps(c.add(r * ldc), acc[0]);
+                _mm512_storeu_ps(c.add(r * ldc + 16), acc[1]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{MicroKernel, NR};
+    use std::arch::x86_64::*;
+
+    /// 3 rows x 32 columns: 12 accumulators and 3 broadcasts in the 16 AVX registers; the panel
+    /// is read straight from memory by each FMA.
+    pub(super) struct Tile;
+
+    impl MicroKernel for Tile {
+        const ROWS: usize = 3;
+
+        #[inline(always)]
+        unsafe fn tile(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize) {
+            // SAFETY: the caller's contract.
+            unsafe { by_rows!(tile, rows, (k, a, lda, b, c, ldc), 1 2 3) }
+        }
+    }
+
+    /// # Safety
+    /// As for [`MicroKernel::tile`] with `rows = R`, on a CPU with AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize) {
+        let mut acc = [[_mm256_setzero_ps(); 4]; R];
+        for kk in 0..k {
+            // SAFETY: kk < k and r < R stay inside the caller's ranges.
+            let av: [__m256; R] = std::array::from_fn(|r| _mm256_set1_ps(unsafe { *a.add(r * lda + kk) }));
+            for q in 0..4 {
+                let bq = unsafe { _mm256_loadu_ps(b.add(kk * NR + 8 * q)) };
+                for r in 0..R {
+                    acc[r][q] = _mm256_fmadd_ps(av[r], bq, acc[r][q]);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (q, acc) in acc.iter().enumerate() {
+                // SAFETY: row r < R of c has 32 writable values.
+                unsafe { _mm256_storeu_ps(c.add(r * ldc + 8 * q), *acc) };
+            }
+        }
     }
 }
 
@@ -103,49 +201,34 @@ unsafe fn tile<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f3
 mod tests {
     use super::*;
 
+    /// Every micro-kernel this CPU has, against a plain triple loop.
     #[test]
     fn product_matches_a_plain_triple_loop() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            return;
+        let variants: Vec<Simd> = [Simd::capped(Some("avx2")), Simd::capped(None)].into_iter().flatten().collect();
+        if variants.is_empty() {
+            println!("skipped: this CPU has neither AVX-512F nor AVX2 + FMA (the portable kernels run instead)");
         }
-        for (m, k, n) in [(13, 37, 70), (8, 256, 32), (1, 5, 3), (32, 64, 96)] {
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
-            let w: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
-            let packed = Packed::new(k, n, &w, n, |col| col);
-            let ldc = packed.padded_cols();
-            let mut c = vec![0f32; m * ldc];
-            unsafe { packed.product(m, a.as_ptr(), k, c.as_mut_ptr(), ldc) };
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f32 = (0..k).map(|kk| a[i * k + kk] * w[kk * n + j]).sum();
-                    assert!((c[i * ldc + j] - want).abs() < 1e-4, "({i},{j}): {} vs {want}", c[i * ldc + j]);
+        for simd in variants {
+            for (m, k, n) in [(13, 37, 70), (8, 256, 32), (1, 5, 3), (32, 64, 96), (4, 1, 33)] {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+                let w: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+                let packed = Packed::new(k, n, &w, n, |col| col);
+                let ldc = packed.padded_cols();
+                let mut c = vec![f32::NAN; m * ldc];
+                // SAFETY: a holds m x k values, c m rows of ldc; `simd` was detected.
+                unsafe { packed.product(simd, m, a.as_ptr(), k, c.as_mut_ptr(), ldc) };
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f32 = (0..k).map(|kk| a[i * k + kk] * w[kk * n + j]).sum();
+                        let got = c[i * ldc + j];
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "{}: ({i},{j}) of {m}x{k}x{n}: {got} vs {want}",
+                            simd.name()
+                        );
+                    }
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-
-    /// `perf stat -e task-clock cargo test --release -p seqmodels --lib panel::speed -- --ignored`:
-    /// 4000 products of (32 x 256) by (256 x 1024): 67 GFLOP in total.
-    #[test]
-    #[ignore]
-    fn recurrent_product_speed() {
-        let (m, k, n) = (32, 256, 1024);
-        let a = vec![0.5f32; m * k];
-        let w: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32).collect();
-        let packed = Packed::new(k, n, &w, n, |col| col);
-        let ldc = packed.padded_cols();
-        let mut c = vec![0f32; m * ldc];
-        let start = std::time::Instant::now();
-        for _ in 0..4000 {
-            unsafe { packed.product(m, a.as_ptr(), k, c.as_mut_ptr(), ldc) };
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!("{:.1} GFLOP/s wall", 4000.0 * 2.0 * (m * k * n) as f64 / secs / 1e9);
-        assert!(c[0] > 0.0);
     }
 }

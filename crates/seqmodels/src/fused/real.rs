@@ -34,7 +34,7 @@ impl<T: Real> Activation<T> for Exact {
     }
 }
 
-/// Polynomial f32 approximations (absolute error < 3e-7) that vectorise with AVX-512.
+/// Polynomial f32 approximations (absolute error < 3e-7) that vectorise with AVX-512 or AVX2.
 pub(crate) struct Fast;
 
 impl Activation<f32> for Fast {

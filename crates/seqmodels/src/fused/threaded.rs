@@ -1,4 +1,5 @@
-//! The fast f32 path on x86-64 with AVX-512: the hidden units of a layer are split between
+//! The fast f32 path on x86-64 with AVX-512 or AVX2 + FMA (chosen at run time, see
+//! [`crate::simd`]): the hidden units of a layer are split between
 //! threads, each thread keeps its share of W_hh packed in its own cache for the whole
 //! sequence (see [`super::panel`]), computes the recurrent product and the gates of its units,
 //! and the threads meet at one barrier per time step.
@@ -11,6 +12,12 @@
 //! dh[:, my units] = dgates W_hh[:, my units] (all gate columns are needed). dW_hh is one GEMM
 //! afterwards, as in the generic path. Results are written by each thread into disjoint columns
 //! of shared buffers.
+//!
+//! Sharing: the buffers every thread writes are reached through [`Shared`], a raw pointer.
+//! A thread makes references only to its own columns (`&mut`) or to columns nobody writes until
+//! the next barrier (`&`), and reads other threads' columns through raw pointers after a barrier.
+//! Buffers allocated without a zero-fill ([`Unfilled`], [`Saved::unfilled`]) are only ever written
+//! through [`Shared::fresh`], which initialises the elements before it makes a reference to them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,10 +26,12 @@ use super::real::Fast;
 use super::sequence::{gates_mut, Biases, Dims, Forward, Grads, InputSide, Saved, Sequence};
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
+use crate::simd::{simd_variants, Simd};
 
-/// Whether this path can run `dims` here (no projection; AVX-512F at run time).
-pub(crate) fn available(dims: &Dims) -> bool {
-    !dims.proj && std::arch::is_x86_feature_detected!("avx512f")
+/// The instruction set this path runs `dims` with here: none with a projection, or on a CPU
+/// without AVX-512F or AVX2 + FMA (see [`Simd::detect`]).
+pub(crate) fn available(dims: &Dims) -> Option<Simd> {
+    Simd::detect().filter(|_| !dims.proj)
 }
 
 /// A barrier that spins (then yields): a step of a small layer takes microseconds, less than
@@ -63,8 +72,8 @@ impl SpinBarrier {
 #[derive(Clone, Copy)]
 struct Shared(*mut f32);
 
-// SAFETY: every thread writes only its own columns, and reads of other threads' columns are
-// separated from their writes by a barrier (or by the end of the scope).
+// SAFETY: a `Shared` is only a pointer; what makes its use across threads sound is the rule of
+// the module doc (own columns only, others' after a barrier), which every access states.
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
@@ -73,19 +82,51 @@ impl Shared {
         Shared(v.as_mut_ptr())
     }
 
-    /// # Safety
-    /// `start..start + len` must lie in the buffer and no other thread may access it meanwhile.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
-        std::slice::from_raw_parts_mut(self.0.add(start), len)
-    }
-
-    /// The `Q` gate slices `[q * stride + start, + len)`, as mutable slices.
+    /// `start..start + len` of an initialised buffer, to read.
     ///
     /// # Safety
-    /// As for [`Shared::slice`], for each of them.
-    unsafe fn gates<'a, const Q: usize>(self, start: usize, stride: usize, len: usize) -> [&'a mut [f32]; Q] {
-        std::array::from_fn(|q| self.slice(start + q * stride, len))
+    /// The range must lie in the buffer, be initialised, and no thread may write it while the
+    /// reference lives.
+    unsafe fn read<'a>(self, start: usize, len: usize) -> &'a [f32] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.0.add(start), len) }
+    }
+
+    /// `start..start + len` of an initialised buffer, to write.
+    ///
+    /// # Safety
+    /// The range must lie in the buffer, be initialised, and no other thread may access it while
+    /// the reference lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn write<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+
+    /// `start..start + len` of a buffer that may be uninitialised there, zero-filled through the
+    /// raw pointer first so that the reference covers initialised values only. The fill costs
+    /// little: the caller writes the same cache lines right after.
+    ///
+    /// # Safety
+    /// The range must lie in the buffer's allocation, and no other thread may access it while the
+    /// reference lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn fresh<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+        // SAFETY: the caller's contract; the zero bytes are the value 0.0, so the slice made
+        // after the fill covers initialised f32s.
+        unsafe {
+            std::ptr::write_bytes(self.0.add(start), 0, len);
+            std::slice::from_raw_parts_mut(self.0.add(start), len)
+        }
+    }
+
+    /// The `Q` gate slices `[q * stride + start, + len)`, each as [`Shared::fresh`] makes it.
+    ///
+    /// # Safety
+    /// As for [`Shared::fresh`], for each of them (and they must not overlap).
+    unsafe fn fresh_gates<'a, const Q: usize>(self, start: usize, stride: usize, len: usize) -> [&'a mut [f32]; Q] {
+        // SAFETY: the caller's contract, gate by gate.
+        std::array::from_fn(|q| unsafe { self.fresh(start + q * stride, len) })
     }
 }
 
@@ -101,7 +142,8 @@ impl Unfilled {
         Unfilled { buf: Vec::with_capacity(len), len }
     }
 
-    /// Where the threads write (spare capacity of the vector: writes through it are sound).
+    /// Where the threads write: the vector's spare capacity, valid for writes of `len` values
+    /// (and only through [`Shared::fresh`], which initialises them).
     fn shared(&mut self) -> Shared {
         Shared(self.buf.as_mut_ptr())
     }
@@ -111,7 +153,8 @@ impl Unfilled {
     /// # Safety
     /// All `len` elements must have been written through [`Unfilled::shared`].
     unsafe fn filled(mut self) -> Vec<f32> {
-        self.buf.set_len(self.len);
+        // SAFETY: the capacity is `len`, and the caller guarantees every element is initialised.
+        unsafe { self.buf.set_len(self.len) };
         self.buf
     }
 }
@@ -142,6 +185,7 @@ pub(crate) fn pool_threads() -> usize {
 
 /// Forward pass; the same results and saved values as [`Sequence::forward`].
 pub(crate) fn forward(
+    simd: Simd,
     seq: &Sequence,
     input: InputSide<f32>,
     params: &[f32],
@@ -165,6 +209,7 @@ pub(crate) fn forward(
     let ranges = unit_ranges(h, seq.threads.min(pool_threads()));
     let barrier = SpinBarrier::new(ranges.len());
     let (out, hs) = (result.shared(), Shared::of(&mut hbuf));
+    // The saved buffers' spare capacity, written only through `Shared::fresh`.
     let s_ptrs = saved.as_mut().map(|s| {
         let ptr = |v: &mut Vec<f32>| Shared(v.as_mut_ptr());
         (ptr(&mut s.h_prev), ptr(&mut s.act), ptr(&mut s.c_prev), ptr(&mut s.tanh_c), ptr(&mut s.ghn))
@@ -197,65 +242,72 @@ pub(crate) fn forward(
             if s == 0 && zero_start {
                 gh.fill(0.0); // h0 = 0: the recurrent product of the first step is zero.
             } else {
-                // SAFETY: AVX-512F was detected; h_prev has m rows of h values; gh has m rows of ldc.
-                unsafe { packed.product(m, hs.0.add(prev_at), h, gh.as_mut_ptr(), ldc) };
+                // SAFETY: `simd` was detected; the h_prev half of hbuf holds m rows of h values,
+                // all written before the last barrier and not written again until the next one;
+                // gh is this thread's, m rows of ldc.
+                unsafe { packed.product(simd, m, hs.0.add(prev_at), h, gh.as_mut_ptr(), ldc) };
             }
-            // SAFETY: as above; x_t is m rows of i values.
-            unsafe { packed_ih.product(m, input.x[t * m * i..].as_ptr(), i, gx.as_mut_ptr(), ldc) };
+            // SAFETY: as above; x_t is m rows of i values of the input, which nobody writes.
+            unsafe { packed_ih.product(simd, m, input.x[t * m * i..].as_ptr(), i, gx.as_mut_ptr(), ldc) };
             for n in 0..m {
-                // SAFETY (all slices below): columns u0..u1 of row n (of each gate) belong to
-                // this thread.
-                let h_prev = unsafe { hs.slice(prev_at + n * h + u0, nu) };
-                let h_next = unsafe { hs.slice(next_at + n * h + u0, nu) };
+                let at = (t * m + n) * h + u0;
+                // SAFETY (every `Shared` access in this loop): the range is columns u0..u1 of
+                // row (t, n), of one gate where the buffer has several; those columns belong to
+                // this thread, and other threads touch only their own until the barrier below.
+                // The h_prev half is only read during the step (the products above read it too).
+                let h_prev = unsafe { hs.read(prev_at + n * h + u0, nu) };
+                let h_next = unsafe { hs.write(next_at + n * h + u0, nu) };
                 if !seq.valid(t, n) {
                     h_next.copy_from_slice(h_prev);
                     // Past the row's length: zero output, and zeros in what backward reads.
-                    let at = (t * m + n) * h + u0;
-                    unsafe { out.slice(at, nu) }.fill(0.0);
+                    unsafe { out.fresh(at, nu) };
                     if let Some((sh, sa, sc, st, sg)) = s_ptrs {
                         if keep_h_prev {
-                            unsafe { sh.slice(at, nu) }.fill(0.0);
+                            unsafe { sh.fresh(at, nu) };
                         }
                         for q in 0..q_n {
-                            unsafe { sa.slice((t * m + n) * act_w + q * h + u0, nu) }.fill(0.0);
+                            unsafe { sa.fresh((t * m + n) * act_w + q * h + u0, nu) };
                         }
                         match d.kind {
-                            CellKind::Lstm => [sc, st].iter().for_each(|v| unsafe { v.slice(at, nu) }.fill(0.0)),
-                            CellKind::Gru => unsafe { sg.slice(at, nu) }.fill(0.0),
+                            CellKind::Lstm => unsafe {
+                                sc.fresh(at, nu);
+                                st.fresh(at, nu);
+                            },
+                            CellKind::Gru => unsafe {
+                                sg.fresh(at, nu);
+                            },
                             CellKind::RnnTanh | CellKind::RnnRelu => {}
                         }
                     }
                     continue;
                 }
                 let c_row = &mut c[n * nu..(n + 1) * nu];
-                let at = (t * m + n) * h + u0;
                 // Training writes straight into the saved buffers; inference into scratch.
                 let mut row_out = RowOut { act: gates_mut(&mut act), tanh_c: &mut tanh_c, ghn: &mut ghn };
                 if let Some((sh, sa, sc, st, sg)) = s_ptrs {
                     if keep_h_prev {
-                        unsafe { sh.slice(at, nu) }.copy_from_slice(h_prev);
+                        unsafe { sh.fresh(at, nu) }.copy_from_slice(h_prev);
                     }
                     match d.kind {
                         CellKind::Lstm => {
-                            unsafe { sc.slice(at, nu) }.copy_from_slice(c_row);
-                            row_out.act = unsafe { sa.gates::<4>((t * m + n) * act_w + u0, h, nu) };
-                            row_out.tanh_c = unsafe { st.slice(at, nu) };
+                            unsafe { sc.fresh(at, nu) }.copy_from_slice(c_row);
+                            row_out.act = unsafe { sa.fresh_gates::<4>((t * m + n) * act_w + u0, h, nu) };
+                            row_out.tanh_c = unsafe { st.fresh(at, nu) };
                         }
                         CellKind::Gru => {
-                            let [r, z, n_] = unsafe { sa.gates::<3>((t * m + n) * act_w + u0, h, nu) };
+                            let [r, z, n_] = unsafe { sa.fresh_gates::<3>((t * m + n) * act_w + u0, h, nu) };
                             let [.., spare] = row_out.act;
                             row_out.act = [r, z, n_, spare];
-                            row_out.ghn = unsafe { sg.slice(at, nu) };
+                            row_out.ghn = unsafe { sg.fresh(at, nu) };
                         }
                         CellKind::RnnTanh | CellKind::RnnRelu => {}
                     }
                 }
                 let (my_gh, my_gx) = (&gh[n * ldc..n * ldc + q_n * nu], &gx[n * ldc..n * ldc + q_n * nu]);
-                // SAFETY: the fused passes run on a CPU with AVX-512F (checked by `available`).
-                unsafe { gate_pass(d.kind, my_gh, my_gx, &biases, u0, h_prev, c_row, row_out, h_next) };
-                unsafe { out.slice(at, nu) }.copy_from_slice(h_next);
+                gate_pass(simd, d.kind, my_gh, my_gx, &biases, u0, h_prev, c_row, row_out, h_next);
+                unsafe { out.fresh(at, nu) }.copy_from_slice(h_next);
                 if let (Some((_, sa, ..)), true) = (s_ptrs, q_n == 1) {
-                    unsafe { sa.slice(at, nu) }.copy_from_slice(h_next); // RNN saves h' as its activation.
+                    unsafe { sa.fresh(at, nu) }.copy_from_slice(h_next); // RNN saves h' as its activation.
                 }
             }
             barrier.wait();
@@ -263,17 +315,21 @@ pub(crate) fn forward(
         let last = (order.len() % 2) * m * h;
         let end = d.seq_len * m * h;
         for n in 0..m {
-            let h_n = unsafe { hs.slice(last + n * h + u0, nu) };
-            unsafe { out.slice(end + n * h + u0, nu) }.copy_from_slice(h_n);
+            // SAFETY: columns u0..u1 of each row are this thread's; after the last barrier
+            // nobody writes hbuf, and this thread alone writes these columns of h_n and c_n.
+            let h_n = unsafe { hs.read(last + n * h + u0, nu) };
+            unsafe { out.fresh(end + n * h + u0, nu) }.copy_from_slice(h_n);
             if d.kind == CellKind::Lstm {
-                unsafe { out.slice(end + m * h + n * h + u0, nu) }.copy_from_slice(&c[n * nu..(n + 1) * nu]);
+                unsafe { out.fresh(end + m * h + n * h + u0, nu) }.copy_from_slice(&c[n * nu..(n + 1) * nu]);
             }
         }
     });
     // SAFETY: the threads wrote their columns of every row of each (valid rows in the gate
-    // pass, the others with zeros above; the final state after the loop).
+    // pass, the others with zeros above; the final state after the loop), and the unit ranges
+    // cover all columns.
     let result = unsafe { result.filled() };
     if let Some(saved) = saved.as_mut() {
+        // SAFETY: as for the result, for every buffer `Saved::unfilled` gave room to.
         unsafe { saved.assume_filled(&d) };
     }
     (result, saved)
@@ -287,66 +343,64 @@ struct RowOut<'a> {
     ghn: &'a mut [f32],
 }
 
-/// The fused gate pass of one row over my units, vectorised with AVX-512: the pre-activation
-/// sums (my gate columns `gh` of the recurrent product and `gx` of the input one, the biases),
-/// the activations and the state update, which writes my columns of h' (and c' in `c`).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gate_pass(
-    kind: CellKind,
-    gh: &[f32],
-    gx: &[f32],
-    biases: &Biases<f32>,
-    u0: usize,
-    h_prev: &[f32],
-    c: &mut [f32],
-    out: RowOut,
-    h_next: &mut [f32],
-) {
-    let nu = h_next.len();
-    let h = biases.sum.len() / kind.num_gates();
-    // Gate q of my units in my gate columns of a product, and in a full row of G (the biases).
-    fn of_gates<const Q: usize>(mine: &[f32], nu: usize) -> [&[f32]; Q] {
-        std::array::from_fn(|q| &mine[q * nu..(q + 1) * nu])
-    }
-    fn of_units<const Q: usize>(row: &[f32], h: usize, u0: usize, nu: usize) -> [&[f32]; Q] {
-        std::array::from_fn(|q| &row[q * h + u0..q * h + u0 + nu])
-    }
-    match kind {
-        CellKind::Lstm => lstm::forward_row::<f32, Fast>(
-            of_gates(gh, nu),
-            of_gates(gx, nu),
-            of_units(&biases.sum, h, u0, nu),
-            out.act,
-            c,
-            out.tanh_c,
-            h_next,
-        ),
-        CellKind::Gru => {
-            let [r, z, n, _] = out.act;
-            gru::forward_row::<f32, Fast>(
-                of_gates(gx, nu),
-                of_gates(gh, nu),
-                of_units(&biases.input, h, u0, nu),
-                of_units(&biases.hidden, h, u0, nu),
-                h_prev,
-                [r, z, n],
-                out.ghn,
-                h_next,
-            );
+simd_variants! {
+    /// The fused gate pass of one row over my units: the pre-activation sums (my gate columns
+    /// `gh` of the recurrent product and `gx` of the input one, the biases), the activations and
+    /// the state update, which writes my columns of h' (and c' in `c`).
+    fn gate_pass<'a>(
+        kind: CellKind,
+        gh: &[f32],
+        gx: &[f32],
+        biases: &Biases<f32>,
+        u0: usize,
+        h_prev: &[f32],
+        c: &mut [f32],
+        out: RowOut<'a>,
+        h_next: &mut [f32],
+    ) {
+        let nu = h_next.len();
+        let h = biases.sum.len() / kind.num_gates();
+        // Gate q of my units in my gate columns of a product, and in a full row of G (the biases).
+        fn of_gates<const Q: usize>(mine: &[f32], nu: usize) -> [&[f32]; Q] {
+            std::array::from_fn(|q| &mine[q * nu..(q + 1) * nu])
         }
-        CellKind::RnnTanh | CellKind::RnnRelu => {
-            let bias = of_units::<1>(&biases.sum, h, u0, nu)[0];
-            rnn::forward_row::<f32, Fast>(kind == CellKind::RnnRelu, &gh[..nu], &gx[..nu], bias, h_next)
+        fn of_units<const Q: usize>(row: &[f32], h: usize, u0: usize, nu: usize) -> [&[f32]; Q] {
+            std::array::from_fn(|q| &row[q * h + u0..q * h + u0 + nu])
+        }
+        match kind {
+            CellKind::Lstm => lstm::forward_row::<f32, Fast>(
+                of_gates(gh, nu),
+                of_gates(gx, nu),
+                of_units(&biases.sum, h, u0, nu),
+                out.act,
+                c,
+                out.tanh_c,
+                h_next,
+            ),
+            CellKind::Gru => {
+                let [r, z, n, _] = out.act;
+                gru::forward_row::<f32, Fast>(
+                    of_gates(gx, nu),
+                    of_gates(gh, nu),
+                    of_units(&biases.input, h, u0, nu),
+                    of_units(&biases.hidden, h, u0, nu),
+                    h_prev,
+                    [r, z, n],
+                    out.ghn,
+                    h_next,
+                );
+            }
+            CellKind::RnnTanh | CellKind::RnnRelu => {
+                let bias = of_units::<1>(&biases.sum, h, u0, nu)[0];
+                rnn::forward_row::<f32, Fast>(kind == CellKind::RnnRelu, &gh[..nu], &gx[..nu], bias, h_next)
+            }
         }
     }
 }
 
 /// Backpropagation through time; the same gradients as [`Sequence::backward`].
 pub(crate) fn backward(
+    simd: Simd,
     seq: &Sequence,
     forward: Forward<f32>,
     dresult: &[f32],
@@ -390,13 +444,15 @@ pub(crate) fn backward(
             for n in 0..m {
                 let (dh_row, direct_row) = (&dh[n * nu..(n + 1) * nu], &mut direct[n * nu..(n + 1) * nu]);
                 let row = (t * m + n) * g + u0;
+                // SAFETY (every `Shared` access in this loop): columns u0..u1 of each gate of
+                // row (t, n) of the gate gradients belong to this thread; other threads read
+                // them only after the barrier below.
                 if !seq.valid(t, n) {
                     direct_row.copy_from_slice(dh_row);
                     for q in 0..q_n {
-                        // SAFETY: columns u0..u1 of each gate of row (t, n) belong to this thread.
-                        unsafe { dgi_s.slice(row + q * h, nu) }.fill(0.0);
+                        unsafe { dgi_s.fresh(row + q * h, nu) };
                         if d.kind == CellKind::Gru {
-                            unsafe { dgh_s.slice(row + q * h, nu) }.fill(0.0);
+                            unsafe { dgh_s.fresh(row + q * h, nu) };
                         }
                     }
                     continue;
@@ -409,47 +465,34 @@ pub(crate) fn backward(
                     let start = (t * m + n) * act_w + q.min(q_n - 1) * h + u0;
                     &saved.act[start..start + nu]
                 });
-                // SAFETY: columns u0..u1 of each gate of row (t, n) belong to this thread.
-                unsafe {
-                    match d.kind {
-                        CellKind::Lstm => {
-                            let c_row = &mut dc[n * nu..(n + 1) * nu];
-                            direct_row.fill(0.0);
-                            let dpre = dgi_s.gates::<4>(row, h, nu);
-                            lstm_backward(
-                                &dh_tot,
-                                c_row,
-                                act,
-                                &saved.c_prev[at..at + nu],
-                                &saved.tanh_c[at..at + nu],
-                                dpre,
-                            );
-                        }
-                        CellKind::Gru => {
-                            let (dgi_row, dgh_row) = (dgi_s.gates::<3>(row, h, nu), dgh_s.gates::<3>(row, h, nu));
-                            let act3 = [act[0], act[1], act[2]];
-                            gru_backward(
-                                &dh_tot,
-                                act3,
-                                &saved.ghn[at..at + nu],
-                                &saved.h_prev[at..at + nu],
-                                dgi_row,
-                                dgh_row,
-                                direct_row,
-                            );
-                        }
-                        CellKind::RnnTanh | CellKind::RnnRelu => {
-                            direct_row.fill(0.0);
-                            rnn_backward(d.kind == CellKind::RnnRelu, &dh_tot, act[0], dgi_s.slice(row, nu));
-                        }
+                match d.kind {
+                    CellKind::Lstm => {
+                        let c_row = &mut dc[n * nu..(n + 1) * nu];
+                        direct_row.fill(0.0);
+                        let dpre = unsafe { dgi_s.fresh_gates::<4>(row, h, nu) };
+                        let (c_prev, tanh_c) = (&saved.c_prev[at..at + nu], &saved.tanh_c[at..at + nu]);
+                        lstm_backward(simd, &dh_tot, c_row, act, c_prev, tanh_c, dpre);
+                    }
+                    CellKind::Gru => {
+                        let dgi_row = unsafe { dgi_s.fresh_gates::<3>(row, h, nu) };
+                        let dgh_row = unsafe { dgh_s.fresh_gates::<3>(row, h, nu) };
+                        let act3 = [act[0], act[1], act[2]];
+                        let (ghn, h_prev) = (&saved.ghn[at..at + nu], &saved.h_prev[at..at + nu]);
+                        gru_backward(simd, &dh_tot, act3, ghn, h_prev, dgi_row, dgh_row, direct_row);
+                    }
+                    CellKind::RnnTanh | CellKind::RnnRelu => {
+                        direct_row.fill(0.0);
+                        let dpre = unsafe { dgi_s.fresh(row, nu) };
+                        rnn_backward(simd, d.kind == CellKind::RnnRelu, &dh_tot, act[0], dpre);
                     }
                 }
-                // SAFETY: the gate gradients just written by this thread.
-                unsafe {
-                    add_gates(&mut my_sums_h, nu, if d.kind == CellKind::Gru { dgh_s } else { dgi_s }, row, h);
-                    if d.kind == CellKind::Gru {
-                        add_gates(&mut my_sums_i, nu, dgi_s, row, h);
-                    }
+                // The gate gradients just written by this thread.
+                let mine = |buf: Shared| -> [&[f32]; 4] {
+                    std::array::from_fn(|q| unsafe { buf.read(row + q.min(q_n - 1) * h, nu) })
+                };
+                add_gates(simd, &mut my_sums_h, &mine(if d.kind == CellKind::Gru { dgh_s } else { dgi_s })[..q_n]);
+                if d.kind == CellKind::Gru {
+                    add_gates(simd, &mut my_sums_i, &mine(dgi_s)[..q_n]);
                 }
             }
             barrier.wait();
@@ -457,9 +500,10 @@ pub(crate) fn backward(
                 break; // dh of the first step is only the initial state's gradient: not wanted.
             }
             let dgh_t = if d.kind == CellKind::Gru { dgh_s } else { dgi_s };
-            // SAFETY: AVX-512F was detected; after the barrier every thread's gate gradients of
-            // step t are written, and nobody writes them again.
-            unsafe { packed.product(m, dgh_t.0.add(t * m * g), g, prod.as_mut_ptr(), ldc) };
+            // SAFETY: `simd` was detected; after the barrier every thread's gate gradients of
+            // step t are written (m rows of g), and nobody writes them again; prod is this
+            // thread's, m rows of ldc.
+            unsafe { packed.product(simd, m, dgh_t.0.add(t * m * g), g, prod.as_mut_ptr(), ldc) };
             for ((dh, prod), direct) in dh.chunks_exact_mut(nu).zip(prod.chunks_exact(ldc)).zip(direct.chunks_exact(nu))
             {
                 for ((dh, &prod), &direct) in dh.iter_mut().zip(prod).zip(direct) {
@@ -467,22 +511,24 @@ pub(crate) fn backward(
                 }
             }
         }
+        // SAFETY (the writes below): columns u0..u1 of each gate and row are this thread's,
+        // in buffers that were initialised when allocated.
         for q in 0..q_n {
-            // SAFETY: columns u0..u1 of each gate are this thread's.
-            unsafe { sums_h_s.slice(q * h + u0, nu) }.copy_from_slice(&my_sums_h[q * nu..(q + 1) * nu]);
+            unsafe { sums_h_s.write(q * h + u0, nu) }.copy_from_slice(&my_sums_h[q * nu..(q + 1) * nu]);
             if d.kind == CellKind::Gru {
-                unsafe { sums_i_s.slice(q * h + u0, nu) }.copy_from_slice(&my_sums_i[q * nu..(q + 1) * nu]);
+                unsafe { sums_i_s.write(q * h + u0, nu) }.copy_from_slice(&my_sums_i[q * nu..(q + 1) * nu]);
             }
         }
         for n in 0..m {
-            unsafe { ds0.slice(n * h + u0, nu) }.copy_from_slice(&dh[n * nu..(n + 1) * nu]);
+            unsafe { ds0.write(n * h + u0, nu) }.copy_from_slice(&dh[n * nu..(n + 1) * nu]);
             if d.kind == CellKind::Lstm {
-                unsafe { ds0.slice(m * h + n * h + u0, nu) }.copy_from_slice(&dc[n * nu..(n + 1) * nu]);
+                unsafe { ds0.write(m * h + n * h + u0, nu) }.copy_from_slice(&dc[n * nu..(n + 1) * nu]);
             }
         }
     });
     // SAFETY: each thread wrote its columns of every row of both (the rows loop above runs for
-    // every step and row, including step 0 before the loop may stop).
+    // every step and row, including step 0 before the loop may stop), and the unit ranges cover
+    // all columns.
     let (dgi, dgh_gru) = unsafe { (dgi.filled(), dgh_gru.filled()) };
     let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
     let params = seq.weight_grads(dgh, &[], (saved, Some(forward)), Some(&sums_h));
@@ -490,77 +536,47 @@ pub(crate) fn backward(
     Grads { gi: dgi, params, state0: dstate0, gi_sums }
 }
 
-/// sums[q * nu + j] += element j of gate q of a row's gradients in `buf`: this thread's `nu`
-/// units from column `row`, the gates H apart.
-///
-/// # Safety
-/// The CPU must support AVX-512F; those elements must be written, and not written by others
-/// meanwhile.
-#[target_feature(enable = "avx512f")]
-unsafe fn add_gates(sums: &mut [f32], nu: usize, buf: Shared, row: usize, h: usize) {
-    for (q, sums) in sums.chunks_exact_mut(nu).enumerate() {
-        sums.iter_mut().zip(&*buf.slice(row + q * h, nu)).for_each(|(s, v)| *s += *v);
+simd_variants! {
+    /// sums[q * nu + j] += gates[q][j]: this thread's column sums of one row's gate gradients.
+    fn add_gates(sums: &mut [f32], gates: &[&[f32]]) {
+        for (sums, gate) in sums.chunks_exact_mut(gates[0].len()).zip(gates) {
+            sums.iter_mut().zip(*gate).for_each(|(s, v)| *s += *v);
+        }
     }
 }
 
-// The backward passes of one row, compiled with AVX-512 so that they vectorise.
+// The backward passes of one row, compiled for the detected instruction set so that they
+// vectorise.
 
-#[target_feature(enable = "avx512f")]
-unsafe fn lstm_backward(
-    dhh: &[f32],
-    dc: &mut [f32],
-    act: [&[f32]; 4],
-    c_prev: &[f32],
-    tanh_c: &[f32],
-    dpre: [&mut [f32]; 4],
-) {
-    lstm::backward_row(dhh, dc, act, c_prev, tanh_c, dpre);
+simd_variants! {
+    fn lstm_backward(
+        dhh: &[f32],
+        dc: &mut [f32],
+        act: [&[f32]; 4],
+        c_prev: &[f32],
+        tanh_c: &[f32],
+        dpre: [&mut [f32]; 4],
+    ) {
+        lstm::backward_row(dhh, dc, act, c_prev, tanh_c, dpre);
+    }
 }
 
-#[target_feature(enable = "avx512f")]
-unsafe fn gru_backward(
-    dh: &[f32],
-    act: [&[f32]; 3],
-    ghn: &[f32],
-    h_prev: &[f32],
-    dgi: [&mut [f32]; 3],
-    dgh: [&mut [f32]; 3],
-    direct: &mut [f32],
-) {
-    gru::backward_row(dh, act, ghn, h_prev, dgi, dgh, direct);
+simd_variants! {
+    fn gru_backward(
+        dh: &[f32],
+        act: [&[f32]; 3],
+        ghn: &[f32],
+        h_prev: &[f32],
+        dgi: [&mut [f32]; 3],
+        dgh: [&mut [f32]; 3],
+        direct: &mut [f32],
+    ) {
+        gru::backward_row(dh, act, ghn, h_prev, dgi, dgh, direct);
+    }
 }
 
-#[target_feature(enable = "avx512f")]
-unsafe fn rnn_backward(relu: bool, dh: &[f32], h_next: &[f32], dpre: &mut [f32]) {
-    rnn::backward_row(relu, dh, h_next, dpre);
-}
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-
-    /// `cargo test --release -p seqmodels --lib threaded::speed -- --ignored --nocapture`:
-    /// nanoseconds per LSTM gate pass of one row of 128 units (one thread's share in (a)).
-    #[test]
-    #[ignore]
-    fn lstm_gate_pass_speed() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            return;
-        }
-        let (h, nu) = (256, 128);
-        let biases = Biases::new(4 * h, None, None);
-        let gh = vec![0.1f32; 4 * nu];
-        let gx = vec![0.2f32; 4 * nu];
-        let h_prev = vec![0.0f32; nu];
-        let (mut c, mut act, mut tanh_c, mut ghn, mut h_next) =
-            (vec![0.5f32; nu], vec![0f32; 4 * nu], vec![0f32; nu], vec![0f32; nu], vec![0f32; nu]);
-        let reps = 200_000;
-        let start = std::time::Instant::now();
-        for _ in 0..reps {
-            let out = RowOut { act: gates_mut(&mut act), tanh_c: &mut tanh_c, ghn: &mut ghn };
-            unsafe { gate_pass(CellKind::Lstm, &gh, &gx, &biases, 0, &h_prev, &mut c, out, &mut h_next) };
-        }
-        println!("{:.1} ns per row of {nu} units", start.elapsed().as_secs_f64() / reps as f64 * 1e9);
-        assert!(h_next[0].is_finite());
+simd_variants! {
+    fn rnn_backward(relu: bool, dh: &[f32], h_next: &[f32], dpre: &mut [f32]) {
+        rnn::backward_row(relu, dh, h_next, dpre);
     }
 }

@@ -13,6 +13,7 @@ use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
 
 use crate::error::{Error, Result};
 use crate::fused::real::{cpu_slice, host_slice, Activation, Exact, Fast, Real};
+use crate::simd::{simd_variants, Simd};
 
 mod linear;
 pub use linear::linear_cross_entropy;
@@ -176,7 +177,7 @@ impl SoftmaxCrossEntropy {
         })
     }
 
-    /// [`Self::gradient_in_place`] for f32, with the AVX-512 pass where present.
+    /// [`Self::gradient_in_place`] for f32, with the vectorised pass where the CPU has one.
     fn gradient_in_place_f32(
         &self,
         logits: &mut [f32],
@@ -184,24 +185,16 @@ impl SoftmaxCrossEntropy {
         lse: Option<&[f32]>,
         column_sums: bool,
     ) -> Vec<f32> {
-        self.on_rows_mut(logits, column_sums, |buf, r, sums| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: AVX-512F was detected.
-                return unsafe { gradient_rows_in_place_avx512(self, buf, r, scale, sums, lse) };
-            }
-            self.gradient_rows_in_place::<f32, Exact>(buf, r, scale, sums, lse)
+        self.on_rows_mut(logits, column_sums, |buf, r, sums| match Simd::detect() {
+            Some(simd) => gradient_rows_in_place_simd(simd, self, buf, r, scale, sums, lse),
+            None => self.gradient_rows_in_place::<f32, Exact>(buf, r, scale, sums, lse),
         })
     }
 
     fn loss_f32(&self, logits: &[f32]) -> (f32, Vec<f32>) {
-        self.loss(logits, |l, r, lse| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: AVX-512F was detected.
-                return unsafe { loss_rows_avx512(self, l, r, lse) };
-            }
-            self.loss_rows::<f32, Exact>(l, r, lse)
+        self.loss(logits, |l, r, lse| match Simd::detect() {
+            Some(simd) => loss_rows_simd(simd, self, l, r, lse),
+            None => self.loss_rows::<f32, Exact>(l, r, lse),
         })
     }
 }
@@ -230,25 +223,26 @@ fn on_row_chunks(rows: usize, f: impl Fn(Range<usize>) + Sync) {
     });
 }
 
-// The f32 passes compiled with AVX-512 so that the polynomial exp vectorises.
+// The f32 passes compiled for the detected instruction set, so that the polynomial exp
+// vectorises.
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn loss_rows_avx512(op: &SoftmaxCrossEntropy, logits: &[f32], rows: Range<usize>, lse: &mut [f32]) -> f32 {
-    op.loss_rows::<f32, Fast>(logits, rows, lse)
+simd_variants! {
+    fn loss_rows_simd(op: &SoftmaxCrossEntropy, logits: &[f32], rows: Range<usize>, lse: &mut [f32]) -> f32 {
+        op.loss_rows::<f32, Fast>(logits, rows, lse)
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gradient_rows_in_place_avx512(
-    op: &SoftmaxCrossEntropy,
-    buf: &mut [f32],
-    rows: Range<usize>,
-    scale: f32,
-    sums: &mut [f32],
-    lse: Option<&[f32]>,
-) {
-    op.gradient_rows_in_place::<f32, Fast>(buf, rows, scale, sums, lse)
+simd_variants! {
+    fn gradient_rows_in_place_simd(
+        op: &SoftmaxCrossEntropy,
+        buf: &mut [f32],
+        rows: Range<usize>,
+        scale: f32,
+        sums: &mut [f32],
+        lse: Option<&[f32]>,
+    ) {
+        op.gradient_rows_in_place::<f32, Fast>(buf, rows, scale, sums, lse)
+    }
 }
 
 impl candle_core::CustomOp1 for SoftmaxCrossEntropy {

@@ -140,3 +140,15 @@ pub fn option_combinations(batch_first: &[bool]) -> Vec<(RnnConfig, Option<&'sta
     }
     cases
 }
+
+/// Every kind, one and two directions, with and without lengths and initial states, in f32:
+/// what each instruction-set variant of the kernels is checked on.
+pub fn every_kind_against_the_composed_path() {
+    for kind in [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru] {
+        for bidirectional in [false, true] {
+            let cfg = RnnConfig { num_layers: 2, bidirectional, ..RnnConfig::new(kind, 3, 36) };
+            compare(&cfg, Some(&[5, 2, 4]), true, DType::F32, 2e-5);
+            compare(&cfg, None, false, DType::F32, 2e-5);
+        }
+    }
+}
