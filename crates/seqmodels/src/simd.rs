@@ -81,9 +81,13 @@ macro_rules! simd_variants {
         $vis fn $name$(<$lt>)?(simd: $crate::simd::Simd, $($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
+                /// # Safety
+                /// The CPU must support AVX-512F.
                 #[target_feature(enable = "avx512f")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx512$(<$lt>)?($($arg: $ty),*) $(-> $ret)? $body
+                /// # Safety
+                /// The CPU must support AVX2 and FMA.
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2$(<$lt>)?($($arg: $ty),*) $(-> $ret)? $body

@@ -262,37 +262,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-mod speed {
-    use super::{product, Init, Stored};
-
-    /// `cargo test --release -p seqmodels --lib gemm::speed -- --ignored --nocapture`: GFLOP/s of
-    /// the decoder products of config (b) (400 rows, 200 features, 10,000 words) and of (a)'s
-    /// dW_hh, with the pool's threads.
-    #[test]
-    #[ignore]
-    fn decoder_product_speed() {
-        let threads = crate::fused::num_threads();
-        let shapes = [
-            ("logits x W^T", (400, 10000, 200), Stored::AsIs, Stored::Transposed),
-            ("dx = G W", (400, 200, 10000), Stored::AsIs, Stored::AsIs),
-            ("dW = G^T x", (10000, 200, 400), Stored::Transposed, Stored::AsIs),
-            ("(a) dW_hh", (1024, 256, 1120), Stored::Transposed, Stored::AsIs),
-            ("(a) gi", (1120, 1024, 28), Stored::AsIs, Stored::Transposed),
-        ];
-        for (name, (m, n, k), sa, sb) in shapes {
-            let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
-            let mut times = Vec::new();
-            for _ in 0..15 {
-                let start = std::time::Instant::now();
-                let c = product((m, n, k), Init::Zero, (&a, sa), (&b, sb), threads);
-                times.push(start.elapsed().as_secs_f64());
-                assert!(c[0] >= 0.0);
-            }
-            times.sort_by(f64::total_cmp);
-            println!("{name:14} {m}x{n}x{k}: {:.1} GFLOP/s", 2.0 * (m * n * k) as f64 / times[7] / 1e9);
-        }
-    }
-}

@@ -82,6 +82,7 @@ impl Packed {
                 r += K::ROWS;
             }
             if r < m {
+                // SAFETY: as above, for the last m - r < K::ROWS rows.
                 unsafe { K::tile(m - r, self.k, a.add(r * lda), lda, b, c.add(r * ldc + p * NR), ldc) };
             }
         }
@@ -123,6 +124,8 @@ mod avx512 {
     impl MicroKernel for Tile {
         const ROWS: usize = 8;
 
+        /// # Safety
+        /// As for [`MicroKernel::tile`].
         #[inline(always)]
         unsafe fn tile(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize) {
             // SAFETY: the caller's contract.
@@ -166,6 +169,8 @@ mod avx2 {
     impl MicroKernel for Tile {
         const ROWS: usize = 3;
 
+        /// # Safety
+        /// As for [`MicroKernel::tile`].
         #[inline(always)]
         unsafe fn tile(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize) {
             // SAFETY: the caller's contract.

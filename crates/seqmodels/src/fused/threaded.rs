@@ -260,19 +260,24 @@ pub(crate) fn forward(
                 if !seq.valid(t, n) {
                     h_next.copy_from_slice(h_prev);
                     // Past the row's length: zero output, and zeros in what backward reads.
+                    // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                     unsafe { out.fresh(at, nu) };
                     if let Some((sh, sa, sc, st, sg)) = s_ptrs {
                         if keep_h_prev {
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             unsafe { sh.fresh(at, nu) };
                         }
                         for q in 0..q_n {
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             unsafe { sa.fresh((t * m + n) * act_w + q * h + u0, nu) };
                         }
                         match d.kind {
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             CellKind::Lstm => unsafe {
                                 sc.fresh(at, nu);
                                 st.fresh(at, nu);
                             },
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             CellKind::Gru => unsafe {
                                 sg.fresh(at, nu);
                             },
@@ -286,18 +291,24 @@ pub(crate) fn forward(
                 let mut row_out = RowOut { act: gates_mut(&mut act), tanh_c: &mut tanh_c, ghn: &mut ghn };
                 if let Some((sh, sa, sc, st, sg)) = s_ptrs {
                     if keep_h_prev {
+                        // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                         unsafe { sh.fresh(at, nu) }.copy_from_slice(h_prev);
                     }
                     match d.kind {
                         CellKind::Lstm => {
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             unsafe { sc.fresh(at, nu) }.copy_from_slice(c_row);
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             row_out.act = unsafe { sa.fresh_gates::<4>((t * m + n) * act_w + u0, h, nu) };
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             row_out.tanh_c = unsafe { st.fresh(at, nu) };
                         }
                         CellKind::Gru => {
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             let [r, z, n_] = unsafe { sa.fresh_gates::<3>((t * m + n) * act_w + u0, h, nu) };
                             let [.., spare] = row_out.act;
                             row_out.act = [r, z, n_, spare];
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             row_out.ghn = unsafe { sg.fresh(at, nu) };
                         }
                         CellKind::RnnTanh | CellKind::RnnRelu => {}
@@ -305,8 +316,10 @@ pub(crate) fn forward(
                 }
                 let (my_gh, my_gx) = (&gh[n * ldc..n * ldc + q_n * nu], &gx[n * ldc..n * ldc + q_n * nu]);
                 gate_pass(simd, d.kind, my_gh, my_gx, &biases, u0, h_prev, c_row, row_out, h_next);
+                // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                 unsafe { out.fresh(at, nu) }.copy_from_slice(h_next);
                 if let (Some((_, sa, ..)), true) = (s_ptrs, q_n == 1) {
+                    // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                     unsafe { sa.fresh(at, nu) }.copy_from_slice(h_next); // RNN saves h' as its activation.
                 }
             }
@@ -452,6 +465,7 @@ pub(crate) fn backward(
                     for q in 0..q_n {
                         unsafe { dgi_s.fresh(row + q * h, nu) };
                         if d.kind == CellKind::Gru {
+                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                             unsafe { dgh_s.fresh(row + q * h, nu) };
                         }
                     }
@@ -469,12 +483,15 @@ pub(crate) fn backward(
                     CellKind::Lstm => {
                         let c_row = &mut dc[n * nu..(n + 1) * nu];
                         direct_row.fill(0.0);
+                        // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                         let dpre = unsafe { dgi_s.fresh_gates::<4>(row, h, nu) };
                         let (c_prev, tanh_c) = (&saved.c_prev[at..at + nu], &saved.tanh_c[at..at + nu]);
                         lstm_backward(simd, &dh_tot, c_row, act, c_prev, tanh_c, dpre);
                     }
                     CellKind::Gru => {
+                        // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                         let dgi_row = unsafe { dgi_s.fresh_gates::<3>(row, h, nu) };
+                        // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                         let dgh_row = unsafe { dgh_s.fresh_gates::<3>(row, h, nu) };
                         let act3 = [act[0], act[1], act[2]];
                         let (ghn, h_prev) = (&saved.ghn[at..at + nu], &saved.h_prev[at..at + nu]);
@@ -482,12 +499,14 @@ pub(crate) fn backward(
                     }
                     CellKind::RnnTanh | CellKind::RnnRelu => {
                         direct_row.fill(0.0);
+                        // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                         let dpre = unsafe { dgi_s.fresh(row, nu) };
                         rnn_backward(simd, d.kind == CellKind::RnnRelu, &dh_tot, act[0], dpre);
                     }
                 }
                 // The gate gradients just written by this thread.
                 let mine = |buf: Shared| -> [&[f32]; 4] {
+                    // SAFETY: written by this thread just above; nobody writes them until the barrier.
                     std::array::from_fn(|q| unsafe { buf.read(row + q.min(q_n - 1) * h, nu) })
                 };
                 add_gates(simd, &mut my_sums_h, &mine(if d.kind == CellKind::Gru { dgh_s } else { dgi_s })[..q_n]);
@@ -520,8 +539,10 @@ pub(crate) fn backward(
             }
         }
         for n in 0..m {
+            // SAFETY: this thread's columns of an initialised buffer (see above).
             unsafe { ds0.write(n * h + u0, nu) }.copy_from_slice(&dh[n * nu..(n + 1) * nu]);
             if d.kind == CellKind::Lstm {
+                // SAFETY: this thread's columns of an initialised buffer (see above).
                 unsafe { ds0.write(m * h + n * h + u0, nu) }.copy_from_slice(&dc[n * nu..(n + 1) * nu]);
             }
         }
