@@ -1,5 +1,5 @@
-//! Corpus statistics: counts, top-k, n-gram frequency lists and a Zipf fit (plotted by
-//! [`crate::plot`]).
+//! Corpus statistics: counts, top-k, n-gram frequency lists and a Zipf fit (plotted by the
+//! `plot` module).
 //!
 //! Zipf's law says that the frequency `n_i` of the `i`-th most frequent token follows
 //! `log n_i = -alpha * log i + c`. [`fit_zipf`] fits `alpha` and `c` by ordinary least squares
@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use crate::error::{Error, Result};
 use crate::vocab::Vocab;
 
 /// One n-gram and how often it occurs.

@@ -7,7 +7,6 @@
 //! reads the logits once forward and once backward, and writes only the gradient.
 
 use std::ops::Range;
-use std::sync::Mutex;
 
 use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
 

@@ -209,7 +209,7 @@ mod tests {
     fn run_report(extra: &[&str], corpus: &str) -> anyhow::Result<CorpusReport> {
         // The corpus found as a program run from this repository finds it, passed as a path.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let path = CorpusLocator::from_env_or_beside(&root).resolve(corpus)?;
+        let path = seqmodels_data::CorpusLocator::from_env_or_beside(&root).resolve(corpus)?;
         let mut argv = vec!["corpus", "--corpus", path.to_str().unwrap()];
         argv.extend_from_slice(extra);
         report(&Cli::try_parse_from(argv)?.args)

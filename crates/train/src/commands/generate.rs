@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 
 use crate::commands::common::load_checkpoint;
 use crate::device::DeviceChoice;
