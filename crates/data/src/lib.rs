@@ -50,9 +50,9 @@ pub use clean::Cleaning;
 pub use corpus::{named_corpus, read_text_file, CorpusLocator, NamedCorpus, NAMED_CORPORA};
 pub use error::{Error, Result};
 pub use pipeline::{CorpusOptions, LmCorpus};
-pub use series::{SeriesDataset, SineSeries};
 #[cfg(feature = "plot")]
 pub use plot::{plot_frequencies, FreqSeries};
+pub use series::{SeriesDataset, SineSeries};
 pub use stats::{fit_zipf, ngram_counts, CorpusStats, ZipfFit};
 pub use tokenize::TokenLevel;
 pub use vocab::{Vocab, VocabOptions, VocabOrder};

@@ -68,7 +68,12 @@ impl RNN {
     }
 
     /// Forward with variable lengths or in training mode (dropout); returns `(output, h_n)`.
-    pub fn forward_with(&self, input: &Tensor, h0: Option<&Tensor>, options: ForwardOptions) -> Result<(Tensor, Tensor)> {
+    pub fn forward_with(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        options: ForwardOptions,
+    ) -> Result<(Tensor, Tensor)> {
         forward_hidden(&self.0, input, h0, options)
     }
 }
@@ -89,7 +94,12 @@ impl GRU {
     }
 
     /// Forward with variable lengths or in training mode (dropout); returns `(output, h_n)`.
-    pub fn forward_with(&self, input: &Tensor, h0: Option<&Tensor>, options: ForwardOptions) -> Result<(Tensor, Tensor)> {
+    pub fn forward_with(
+        &self,
+        input: &Tensor,
+        h0: Option<&Tensor>,
+        options: ForwardOptions,
+    ) -> Result<(Tensor, Tensor)> {
         forward_hidden(&self.0, input, h0, options)
     }
 }

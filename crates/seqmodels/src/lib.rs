@@ -42,7 +42,7 @@ pub use cell::{CellWeights, State};
 pub use cell_modules::{Cell, GRUCell, LSTMCell, RNNCell};
 pub use config::{CellConfig, CellKind, RnnConfig};
 pub use error::{Error, Result};
-pub use rnn_base::{ForwardOptions, Implementation, RnnBase, SeqOutput, StackedState};
 pub use layer_modules::{LstmState, GRU, LSTM, RNN};
+pub use rnn_base::{ForwardOptions, Implementation, RnnBase, SeqOutput, StackedState};
 pub use spec::ModuleSpec;
 pub use state_dict::{load_state_dict, save_state_dict, varmap_from_parameters, LoadOptions};

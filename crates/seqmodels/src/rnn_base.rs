@@ -181,7 +181,12 @@ impl RnnBase {
     /// - `initial`: the stacked initial state ([`StackedState`]); zeros when `None`. An LSTM
     ///   needs both `h` and `c`, the other kinds only `h`.
     /// - `options`: variable lengths and training mode ([`ForwardOptions`]).
-    pub fn forward(&self, input: &Tensor, initial: Option<&StackedState>, options: ForwardOptions) -> Result<SeqOutput> {
+    pub fn forward(
+        &self,
+        input: &Tensor,
+        initial: Option<&StackedState>,
+        options: ForwardOptions,
+    ) -> Result<SeqOutput> {
         let cfg = &self.config;
         let (x, batched) = self.time_major(input)?;
         let (seq_len, batch, _) = x.dims3()?;

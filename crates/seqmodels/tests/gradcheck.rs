@@ -6,9 +6,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use seqmodels::init::{seeded_parameters, uniform_parameters};
-use seqmodels::{
-    varmap_from_parameters, Cell, CellConfig, CellKind, ForwardOptions, RnnBase, RnnConfig, StackedState,
-};
+use seqmodels::{varmap_from_parameters, Cell, CellConfig, CellKind, ForwardOptions, RnnBase, RnnConfig, StackedState};
 
 const EPS: f64 = 1e-6;
 

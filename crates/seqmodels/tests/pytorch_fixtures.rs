@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use seqmodels::state_dict::read_safetensors;
 use seqmodels::parity::{compare, run_module, RunOptions, Tolerances};
+use seqmodels::state_dict::read_safetensors;
 use seqmodels::{CellConfig, LSTMCell, LoadOptions, ModuleSpec};
 
 /// The repository's `tests/fixtures`, found through CARGO_MANIFEST_DIR at run time when set (cargo

@@ -331,7 +331,12 @@ impl LanguageModel {
     /// `state` is the stacked initial state (h (D*L, N, H_out), and c for LSTM; zeros when
     /// `None`); `train` turns dropout on. Returns the logits (T*N, V) with time-major rows (row
     /// `t*N + n` is sequence `n` at step `t`, as d2l lays them out) and the final state.
-    pub fn forward(&self, tokens: &Tensor, state: Option<&StackedState>, train: bool) -> Result<(Tensor, StackedState)> {
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        state: Option<&StackedState>,
+        train: bool,
+    ) -> Result<(Tensor, StackedState)> {
         let (y, state) = self.features(tokens, state, train)?;
         let y = y.reshape((y.dim(0)? * y.dim(1)?, y.dim(2)?))?;
         let logits = seqmodels::linear::linear(&y, &self.decoder_weight, &self.decoder_bias)?;

@@ -235,7 +235,6 @@ impl TextTokenizer {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

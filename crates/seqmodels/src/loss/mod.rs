@@ -11,8 +11,8 @@ use std::ops::Range;
 use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
 
 use crate::error::{Error, Result};
-use crate::pool;
 use crate::fused::real::{cpu_slice, host_slice, Activation, Exact, Fast, Real};
+use crate::pool;
 
 mod linear_cross_entropy;
 pub use linear_cross_entropy::linear_cross_entropy;

@@ -5,9 +5,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use seqmodels::init::{seeded_parameters, uniform_parameters};
-use seqmodels::{
-    varmap_from_parameters, CellKind, ForwardOptions, Implementation, RnnBase, RnnConfig, StackedState,
-};
+use seqmodels::{varmap_from_parameters, CellKind, ForwardOptions, Implementation, RnnBase, RnnConfig, StackedState};
 
 pub fn uniform(dims: &[usize], seed: u64, dtype: DType) -> Tensor {
     uniform_on(dims, seed, dtype, &Device::Cpu)

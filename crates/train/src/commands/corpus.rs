@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use seqmodels_data::stats::{frequencies, ngram_counts};
 use seqmodels_data::{
-    fit_zipf, plot_frequencies, BpeOptions, BpeTokenizer, Cleaning, CorpusOptions, CorpusStats,
-    FreqSeries, LmCorpus,
+    fit_zipf, plot_frequencies, BpeOptions, BpeTokenizer, Cleaning, CorpusOptions, CorpusStats, FreqSeries, LmCorpus,
 };
 
 use crate::commands::common::{corpus_locator, default_cleaning};

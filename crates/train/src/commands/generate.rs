@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-
 use crate::commands::common::load_checkpoint;
 use crate::device::DeviceChoice;
 use crate::error::Error;
