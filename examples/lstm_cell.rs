@@ -99,7 +99,7 @@ fn main() -> Result<()> {
 
 /// Every output value of the PyTorch run against ours: points on the diagonal agree.
 fn plot_comparison(path: &PathBuf, torch: &[f32], ours: &[f32]) -> Result<()> {
-    common::register_font();
+    seqmodels_workspace::data::plot::register_fonts();
     let root = BitMapBackend::new(path, (700, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let lim = torch.iter().chain(ours).fold(0f32, |m, v| m.max(v.abs())) * 1.05;

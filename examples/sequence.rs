@@ -157,7 +157,7 @@ fn main() -> Result<()> {
 
 /// A line plot of x(t) with a legend (time on the x axis), as d2l.plot draws it.
 fn plot_lines(path: &Path, title: &str, series: &[(&str, &[(f32, f32)])]) -> Result<()> {
-    common::register_font();
+    seqmodels_workspace::data::plot::register_fonts();
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let pts = series.iter().flat_map(|s| s.1.iter());

@@ -108,7 +108,7 @@ def flops_per_token(arch, vocab, embed, hidden, layers):
 
     Gates G = 4 (LSTM), 3 (GRU), 1 (RNN); layer l has input size E (l = 0; V with one-hot input) or H.
     forward = sum_l 2*G*H*(I_l + H) + 2*H*V; training is counted as 3x forward (backward: 2x).
-    Must match `flops_per_token` in crates/train/src/bench.rs.
+    Must match `flops_per_token` in crates/train/src/throughput.rs.
     """
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[arch]
     total = 0

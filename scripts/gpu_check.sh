@@ -71,9 +71,8 @@ test_binaries() { # the GPU tests packed in gpu/, each run from its crate's fold
     for name in cuda_fused cuda_training pytorch_fixtures; do
         [[ -x gpu/$name ]] || continue
         case $name in
-            cuda_fused) dir=crates/seqmodels ;;
+            cuda_fused | pytorch_fixtures) dir=crates/seqmodels ;;
             cuda_training) dir=crates/train ;;
-            *) dir=. ;;
         esac
         ran=$((ran + 1))
         echo "-- $name"

@@ -4,3 +4,8 @@
 pub use seqmodels;
 pub use seqmodels_data as data;
 pub use seqmodels_train as train;
+
+/// The README, whose Rust tour compiles as a doctest so that it stays in step with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,5 +1,5 @@
 //! Helpers shared by the d2l examples: command-line arguments, the Time Machine corpus, the
-//! training loop over `seqmodels_train::Trainer`, greedy continuations and plot fonts.
+//! training loop over `seqmodels_train::Trainer` and greedy continuations.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -47,13 +47,7 @@ impl Args {
 /// Reads a named corpus from `$SEQMODELS_DATA`, else `../shared/data` beside the repository,
 /// else the cache (or a download).
 pub fn read_corpus(name: &str) -> Result<String> {
-    let mut locator = CorpusLocator::from_env();
-    if locator.data_dir.is_none() {
-        let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-        if beside.is_dir() {
-            locator.data_dir = Some(beside);
-        }
-    }
+    let locator = CorpusLocator::from_env_or_beside(Path::new(env!("CARGO_MANIFEST_DIR")));
     locator.read(name).with_context(|| format!("reading the corpus {name:?} (set SEQMODELS_DATA)"))
 }
 
@@ -130,13 +124,4 @@ pub fn train_lm(
     println!("wrote {}", plot.display());
     let report = LmReport { perplexity: last.train_ppl, tokens_per_s, history: history.clone() };
     Ok((trainer.model().clone(), report))
-}
-
-/// Registers the embedded DejaVu Sans as plotters' `sans-serif` family.
-pub fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ =
-            plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, dejavu::sans::regular());
-    });
 }

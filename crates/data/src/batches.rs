@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 /// How minibatches are cut from a corpus.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Sampling {
     /// d2l's random sampling.
     #[default]

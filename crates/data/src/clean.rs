@@ -15,6 +15,7 @@ use std::str::FromStr;
 /// How a raw text is cleaned before tokenization.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Cleaning {
     /// d2l 0.17: per line, runs of non-letters become one space, then strip and lowercase.
     #[default]

@@ -5,22 +5,22 @@
 //! this order:
 //!
 //! 1. an existing file at the given path;
-//! 2. for a named corpus, its file in the directory named by `SEQMODELS_DATA`;
+//! 2. for a named corpus, its file in the data directory: `SEQMODELS_DATA`, or with
+//!    [`CorpusLocator::from_env_or_beside`] `shared/data` beside the repository when it exists;
 //! 3. its file in the cache directory (`SEQMODELS_CACHE`, else `$XDG_CACHE_HOME/seqmodels`,
 //!    else `~/.cache/seqmodels`);
-//! 4. a download from the corpus URL (or from `SEQMODELS_DOWNLOAD_BASE/<file>`) with a progress
-//!    bar, a SHA-256 check and an atomic write into the cache (a temporary file in the cache
-//!    directory, renamed into place only once the hash matches). `SEQMODELS_OFFLINE=1` turns
-//!    downloads off; the error then says which file to put where.
+//! 4. a download from the corpus URL (or from `SEQMODELS_DOWNLOAD_BASE/<file>`) with a SHA-256
+//!    check and an atomic write into the cache (a temporary file in the cache directory, renamed
+//!    into place only once the hash matches), and a progress bar with the `progress` feature.
+//!    `SEQMODELS_OFFLINE=1`, or a build without the `download` feature, turns downloads off;
+//!    the error then says which file to put where.
 //!
 //! Files found in steps 2 and 3 are hash-checked too.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::clean::Cleaning;
@@ -108,7 +108,8 @@ pub fn sha256_file(path: impl AsRef<Path>) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -171,6 +172,23 @@ impl CorpusLocator {
             url_base: var("SEQMODELS_DOWNLOAD_BASE"),
             progress: true,
         }
+    }
+
+    /// [`Self::from_env`] for a program or test run from the repository at `repo_root`: without
+    /// `SEQMODELS_DATA`, the data directory is `shared/data` beside the repository
+    /// (`<repo_root>/../shared/data`) when it exists. A relative `SEQMODELS_DATA` that names no
+    /// directory from the current one is taken relative to `repo_root` (cargo runs tests in
+    /// their crate's directory, CI names the directory from the root).
+    pub fn from_env_or_beside(repo_root: &Path) -> Self {
+        let mut locator = Self::from_env();
+        locator.data_dir = match locator.data_dir.take() {
+            Some(dir) if dir.is_relative() && !dir.is_dir() && repo_root.join(&dir).is_dir() => {
+                Some(repo_root.join(dir))
+            }
+            Some(dir) => Some(dir),
+            None => Some(repo_root.join("../shared/data")).filter(|beside| beside.is_dir()),
+        };
+        locator
     }
 
     /// A locator that only looks in `data_dir` and `cache_dir` and never downloads.
@@ -237,6 +255,9 @@ impl CorpusLocator {
             };
             return Err(unavailable(format!("{searched}, and downloads are off")));
         }
+        if !cfg!(feature = "download") {
+            return Err(unavailable("this build has no downloader (the `download` feature is off)".to_owned()));
+        }
         match download(&url, &cached, Some(corpus.sha256), self.progress) {
             Ok(()) => Ok(cached),
             Err(e @ Error::HashMismatch { .. }) => Err(e),
@@ -245,89 +266,15 @@ impl CorpusLocator {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(60)))
-        .timeout_recv_body(Some(Duration::from_secs(600)))
-        .build()
-        .new_agent()
+/// Without the `download` feature there is no downloader: [`CorpusLocator::fetch`] reports the
+/// file to put into the cache instead.
+#[cfg(not(feature = "download"))]
+fn download(url: &str, _dest: &Path, _expected_sha256: Option<&str>, _progress: bool) -> Result<()> {
+    Err(Error::Download { url: url.to_owned(), reason: "the `download` feature is off".to_owned() })
 }
 
-/// Downloads `url` to `dest` atomically.
-///
-/// The body goes to a temporary file in `dest`'s directory (created if needed) while its
-/// SHA-256 is computed; only if the transfer completes and the hash matches `expected_sha256`
-/// (when given) is the file renamed to `dest`. On any error nothing is left behind.
-pub fn download(url: &str, dest: &Path, expected_sha256: Option<&str>, progress: bool) -> Result<()> {
-    let fail = |reason: String| Error::Download { url: url.to_owned(), reason };
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-
-    let response = agent().get(url).call().map_err(|e| match e {
-        ureq::Error::StatusCode(code) => fail(format!("HTTP status {code}")),
-        other => fail(other.to_string()),
-    })?;
-    let expected_len = response.body().content_length();
-    let mut body = response.into_body().into_reader();
-
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".download-")
-        .suffix(".part")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
-
-    let bar = if progress {
-        let bar = match expected_len {
-            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-        };
-        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})") {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(format!("downloading {}", dest.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()));
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-
-    let mut hasher = Sha256::new();
-    let mut received: u64 = 0;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                bar.abandon();
-                return Err(fail(format!("connection failed after {received} bytes: {e}")));
-            }
-        };
-        hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(|e| Error::io("write", tmp.path(), e))?;
-        received += n as u64;
-        bar.set_position(received);
-    }
-    bar.finish_and_clear();
-    if let Some(n) = expected_len {
-        if received != n {
-            return Err(fail(format!("expected {n} bytes (Content-Length), received {received}")));
-        }
-    }
-    let found = hex(&hasher.finalize());
-    if let Some(expected) = expected_sha256 {
-        if !found.eq_ignore_ascii_case(expected) {
-            return Err(Error::HashMismatch { what: url.to_owned(), expected: expected.to_owned(), found });
-        }
-    }
-    tmp.as_file().sync_all().map_err(|e| Error::io("write", tmp.path(), e))?;
-    tmp.persist(dest).map_err(|e| Error::io("rename a download to", dest, e.error))?;
-    Ok(())
-}
+#[cfg(feature = "download")]
+pub use crate::download::download;
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,19 @@
 //! Text data for recurrent language models, as the d2l book prepares it.
 //!
 //! * [`corpus`]: named corpora (`timemachine`, `tinyshakespeare`) and text files, found in
-//!   `SEQMODELS_DATA`, a cache, or downloaded with a hash check.
+//!   `SEQMODELS_DATA`, a cache, or downloaded with a hash check (`download` feature).
 //! * [`clean`]: d2l 0.17 (per line), d2l 1.0 (whole text) or no cleaning.
 //! * [`tokenize`]: character and word tokens; [`bpe`]: subword tokens with `tokenizers`.
 //! * [`vocab`]: vocabularies with `<unk>`, reserved tokens, `min_freq`, d2l's orderings, JSON.
 //! * [`pipeline`]: text to indices in one call ([`LmCorpus`]).
 //! * [`batches`]: random and sequential language-model minibatches with d2l's semantics.
-//! * [`stats`]: counts, n-grams, Zipf fit, log-log plot; [`series`]: the noisy sine data set.
+//! * [`stats`]: counts, n-grams, Zipf fit; `plot`: the log-log plot and the plot font (`plot`
+//!   feature); [`series`]: the noisy sine data set.
+//!
+//! Features (all on by default; `default-features = false` leaves a library of plain text
+//! processing): `plot` (plotters and an embedded font), `download` (an HTTP client for missing
+//! corpora), `progress` (a progress bar while downloading), `clap` (command-line value parsing
+//! of the option enums).
 //!
 //! ```
 //! use seqmodels_data::{CorpusOptions, LmCorpus, Sampling};
@@ -27,8 +33,12 @@ pub mod batches;
 pub mod bpe;
 pub mod clean;
 pub mod corpus;
+#[cfg(feature = "download")]
+pub mod download;
 pub mod error;
 pub mod pipeline;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod series;
 pub mod stats;
 pub mod tokenize;
@@ -40,7 +50,9 @@ pub use clean::Cleaning;
 pub use corpus::{named_corpus, read_text_file, CorpusLocator, NamedCorpus, NAMED_CORPORA};
 pub use error::{Error, Result};
 pub use pipeline::{CorpusOptions, LmCorpus};
+#[cfg(feature = "plot")]
+pub use plot::{plot_frequencies, FreqSeries};
 pub use series::{SeriesDataset, SineSeries};
-pub use stats::{fit_zipf, ngram_counts, plot_frequencies, CorpusStats, FreqSeries, ZipfFit};
+pub use stats::{fit_zipf, ngram_counts, CorpusStats, ZipfFit};
 pub use tokenize::TokenLevel;
 pub use vocab::{Vocab, VocabOptions, VocabOrder};

@@ -13,8 +13,7 @@ fn missing_file() {
     let err = read_text_file(&path).unwrap_err();
     assert!(matches!(err, Error::MissingFile { .. }), "{err}");
     assert!(err.to_string().contains("absent.txt"));
-    let (loc, _cache) = common::locator();
-    assert!(matches!(loc.read(path.to_str().unwrap()), Err(Error::MissingFile { .. })));
+    assert!(matches!(common::locator().read(path.to_str().unwrap()), Err(Error::MissingFile { .. })));
 }
 
 #[test]

@@ -184,7 +184,7 @@ fn refused_connection_is_an_error() {
 
 #[test]
 fn named_corpus_downloads_into_cache_once() {
-    let text = std::fs::read(common::data_dir().join("timemachine.txt")).unwrap();
+    let text = common::corpus_text("timemachine").into_bytes();
     let server = Server::start(2, Some(text.clone()));
     let cache = tempfile::tempdir().unwrap();
     let locator = CorpusLocator {

@@ -2,20 +2,21 @@
 
 mod common;
 
-use seqmodels_data::stats::frequencies;
-use seqmodels_data::{
-    fit_zipf, ngram_counts, plot_frequencies, Batch, Cleaning, CorpusOptions, Error, FreqSeries, LmCorpus, Sampling,
-    TokenLevel,
-};
+use seqmodels_data::{Batch, Cleaning, CorpusOptions, LmCorpus, Sampling, TokenLevel};
 
+#[cfg_attr(not(feature = "plot"), allow(dead_code))]
 fn words() -> LmCorpus {
     let text = common::corpus_text("timemachine");
     let opts = CorpusOptions { cleaning: Cleaning::D2l, level: TokenLevel::Word, ..Default::default() };
     LmCorpus::build(&text, &opts).unwrap()
 }
 
+#[cfg(feature = "plot")]
 #[test]
 fn zipf_plot_is_a_png() {
+    use seqmodels_data::stats::frequencies;
+    use seqmodels_data::{fit_zipf, ngram_counts, plot_frequencies, Error, FreqSeries};
+
     let corpus = words();
     let series: Vec<FreqSeries> = [(1, "unigram"), (2, "bigram"), (3, "trigram")]
         .iter()

@@ -12,7 +12,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use seqmodels::{CellKind, Implementation, RnnBase, RnnConfig};
+use seqmodels::{CellKind, ForwardOptions, Implementation, RnnBase, RnnConfig};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -41,11 +41,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mut train, mut infer) = (Vec::new(), Vec::new());
         for k in 0..iters + 3 {
             let start = Instant::now();
-            let out = layer.forward_states(x.as_tensor(), None, None, None, true)?;
+            let out = layer.forward(x.as_tensor(), None, ForwardOptions::training())?;
             let _grads = out.output.sum_all()?.backward()?;
             let train_ms = start.elapsed().as_secs_f64() * 1e3;
             let start = Instant::now();
-            let _ = layer.forward_states(&x.as_tensor().detach(), None, None, None, false)?;
+            let _ = layer.forward(&x.as_tensor().detach(), None, ForwardOptions::default())?;
             let infer_ms = start.elapsed().as_secs_f64() * 1e3;
             if k >= 3 {
                 train.push(train_ms);

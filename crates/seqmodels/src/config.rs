@@ -31,6 +31,17 @@ impl CellKind {
         self == CellKind::Lstm
     }
 
+    /// The short name used on the command line and in reports: `rnn` (tanh), `rnn-relu`,
+    /// `lstm`, `gru`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            CellKind::RnnTanh => "rnn",
+            CellKind::RnnRelu => "rnn-relu",
+            CellKind::Lstm => "lstm",
+            CellKind::Gru => "gru",
+        }
+    }
+
     /// PyTorch's name of the sequence layer (`RNN`, `LSTM`, `GRU`).
     pub fn layer_name(self) -> &'static str {
         match self {
@@ -38,6 +49,25 @@ impl CellKind {
             CellKind::Lstm => "LSTM",
             CellKind::Gru => "GRU",
         }
+    }
+}
+
+/// On the command line a cell kind is `lstm`, `gru` or `rnn` (tanh; relu through a separate
+/// nonlinearity option, as PyTorch's `nonlinearity` argument).
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for CellKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[CellKind::Lstm, CellKind::Gru, CellKind::RnnTanh]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            CellKind::Lstm => "LSTM (nn.LSTM)",
+            CellKind::Gru => "GRU (nn.GRU)",
+            CellKind::RnnTanh => "Elman RNN (nn.RNN)",
+            CellKind::RnnRelu => return None,
+        };
+        Some(clap::builder::PossibleValue::new(self.short_name()).help(help))
     }
 }
 

@@ -34,6 +34,37 @@ pub enum Error {
         found: candle_core::DType,
     },
 
+    /// An initial state is incomplete, or given to a module that has no such state.
+    #[error("initial state: {0}")]
+    State(String),
+
+    /// A required tensor is missing from the inputs of a parity run ([`crate::parity`]).
+    #[error("inputs: missing tensor `{name}` ({why})")]
+    MissingInput {
+        /// The tensor's key.
+        name: String,
+        /// What it is needed for.
+        why: String,
+    },
+
+    /// A tensor of the inputs of a parity run is unusable.
+    #[error("inputs: tensor `{name}`: {problem}")]
+    BadInput {
+        /// The tensor's key.
+        name: String,
+        /// What is wrong, with expected and found values.
+        problem: String,
+    },
+
+    /// The inputs of a parity run hold a tensor the module does not take.
+    #[error("inputs: unknown tensor `{name}`: expected one of {allowed}")]
+    UnknownInput {
+        /// The tensor's key.
+        name: String,
+        /// The names the module takes, comma-separated.
+        allowed: String,
+    },
+
     /// A `lengths` argument is inconsistent with the input.
     #[error("lengths: {0}")]
     Lengths(String),

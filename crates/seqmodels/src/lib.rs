@@ -22,26 +22,28 @@
 #![warn(missing_docs)]
 
 pub mod cell;
-pub mod cells;
+pub mod cell_modules;
 pub mod config;
 pub mod dropout;
 pub mod error;
 pub mod fused;
 pub mod init;
-pub mod layer;
-pub mod layers;
+pub mod layer_modules;
 pub mod lengths;
 pub mod linear;
 pub mod loss;
+pub mod parity;
+pub mod pool;
+pub mod rnn_base;
 pub mod simd;
 pub mod spec;
 pub mod state_dict;
 
 pub use cell::{CellWeights, State};
-pub use cells::{Cell, GRUCell, LSTMCell, RNNCell};
+pub use cell_modules::{Cell, GRUCell, LSTMCell, RNNCell};
 pub use config::{CellConfig, CellKind, RnnConfig};
 pub use error::{Error, Result};
-pub use layer::{Implementation, RnnBase, SeqOutput};
-pub use layers::{LstmState, GRU, LSTM, RNN};
+pub use layer_modules::{LstmState, GRU, LSTM, RNN};
+pub use rnn_base::{ForwardOptions, Implementation, RnnBase, SeqOutput, StackedState};
 pub use spec::ModuleSpec;
 pub use state_dict::{load_state_dict, save_state_dict, varmap_from_parameters, LoadOptions};

@@ -1,6 +1,6 @@
 //! `module.json`: a PyTorch module described by its constructor arguments.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{CellConfig, CellKind, RnnConfig};
 use crate::error::{Error, Result};
@@ -14,32 +14,71 @@ pub enum ModuleSpec {
     Cell(CellConfig),
 }
 
-/// The JSON form: PyTorch's keyword arguments plus `type`. Omitted keys take PyTorch's defaults.
-#[derive(Deserialize)]
+/// PyTorch's constructor arguments as JSON, plus `type`: the form of `module.json`, and of the
+/// recurrent part of other files that describe a module (a language model's `config.json`), so
+/// that `getattr(torch.nn, type)(**args)` rebuilds it. Omitted keys take PyTorch's defaults;
+/// unknown keys are an error naming the key and the allowed ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSpec {
+pub struct TorchArgs {
+    /// `RNN`, `LSTM`, `GRU`, `RNNCell`, `LSTMCell` or `GRUCell`.
     #[serde(rename = "type")]
-    module_type: String,
-    input_size: usize,
-    hidden_size: usize,
-    num_layers: Option<usize>,
-    nonlinearity: Option<String>,
-    bias: Option<bool>,
-    batch_first: Option<bool>,
-    dropout: Option<f64>,
-    bidirectional: Option<bool>,
-    proj_size: Option<usize>,
+    pub module_type: String,
+    /// `input_size`.
+    pub input_size: usize,
+    /// `hidden_size`.
+    pub hidden_size: usize,
+    /// `num_layers` (layers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_layers: Option<usize>,
+    /// `nonlinearity`: `tanh` or `relu` (RNN and RNNCell only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonlinearity: Option<String>,
+    /// `bias`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<bool>,
+    /// `batch_first` (layers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_first: Option<bool>,
+    /// `dropout` (layers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    /// `bidirectional` (layers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bidirectional: Option<bool>,
+    /// `proj_size` (LSTM only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proj_size: Option<usize>,
 }
 
 const MODULE_TYPES: &str = "RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell";
 
-impl ModuleSpec {
-    /// Parses `module.json` text such as `{"type": "LSTM", "input_size": 10, "hidden_size": 20}`.
-    ///
-    /// Keys that do not apply to the type (e.g. `num_layers` for a cell, `nonlinearity` for an
-    /// LSTM) are accepted only with their default value, as PyTorch rejects them otherwise.
-    pub fn from_json(text: &str) -> Result<Self> {
-        let raw: RawSpec = serde_json::from_str(text).map_err(|e| Error::Config(format!("module.json: {e}")))?;
+/// Every argument of a sequence layer written out, as PyTorch's constructor takes them.
+impl From<&RnnConfig> for TorchArgs {
+    fn from(cfg: &RnnConfig) -> Self {
+        TorchArgs {
+            module_type: cfg.kind.layer_name().to_string(),
+            input_size: cfg.input_size,
+            hidden_size: cfg.hidden_size,
+            num_layers: Some(cfg.num_layers),
+            nonlinearity: Some(if cfg.kind == CellKind::RnnRelu { "relu" } else { "tanh" }.to_string()),
+            bias: Some(cfg.bias),
+            batch_first: Some(cfg.batch_first),
+            dropout: Some(cfg.dropout),
+            bidirectional: Some(cfg.bidirectional),
+            proj_size: Some(cfg.proj_size),
+        }
+    }
+}
+
+/// Checks the arguments as PyTorch's constructor does.
+///
+/// Keys that do not apply to the type (e.g. `num_layers` for a cell, `nonlinearity` for an
+/// LSTM) are accepted only with their default value, as PyTorch rejects them otherwise.
+impl TryFrom<TorchArgs> for ModuleSpec {
+    type Error = Error;
+
+    fn try_from(raw: TorchArgs) -> Result<Self> {
         let relu = match raw.nonlinearity.as_deref() {
             None | Some("tanh") => false,
             Some("relu") => true,
@@ -96,6 +135,15 @@ impl ModuleSpec {
             ModuleSpec::Layer(cfg)
         };
         Ok(spec)
+    }
+}
+
+impl ModuleSpec {
+    /// Parses `module.json` text such as `{"type": "LSTM", "input_size": 10, "hidden_size": 20}`
+    /// (see [`TorchArgs`]).
+    pub fn from_json(text: &str) -> Result<Self> {
+        let args: TorchArgs = serde_json::from_str(text).map_err(|e| Error::Config(format!("module.json: {e}")))?;
+        Self::try_from(args)
     }
 
     /// Reads and parses a `module.json` file.

@@ -5,7 +5,8 @@ use candle_nn::{VarBuilder, VarMap};
 use seqmodels::init::seeded_parameters;
 use seqmodels::state_dict::{read_safetensors, select_parameters};
 use seqmodels::{
-    load_state_dict, save_state_dict, Cell, CellConfig, Error, LoadOptions, ModuleSpec, RnnBase, RnnConfig, LSTM,
+    load_state_dict, save_state_dict, Cell, CellConfig, Error, ForwardOptions, LoadOptions, ModuleSpec, RnnBase,
+    RnnConfig, StackedState, LSTM,
 };
 
 fn layer(cfg: RnnConfig) -> RnnBase {
@@ -24,14 +25,14 @@ fn message<T: std::fmt::Debug>(r: seqmodels::Result<T>) -> String {
 #[test]
 fn wrong_input_rank_is_refused() {
     let lstm = layer(RnnConfig::lstm(3, 4));
-    let msg = message(lstm.forward_states(&zeros(&[2, 2, 2, 3]), None, None, None, false));
+    let msg = message(lstm.forward(&zeros(&[2, 2, 2, 3]), None, ForwardOptions::default()));
     assert!(msg.contains("input") && msg.contains("[2, 2, 2, 3]") && msg.contains("(L, N, input_size)"), "{msg}");
 }
 
 #[test]
 fn wrong_feature_size_is_refused() {
     let gru = layer(RnnConfig::gru(3, 4));
-    let msg = message(gru.forward_states(&zeros(&[5, 2, 7]), None, None, None, false));
+    let msg = message(gru.forward(&zeros(&[5, 2, 7]), None, ForwardOptions::default()));
     assert!(msg.contains("input_size = 3") && msg.contains("[5, 2, 7]"), "{msg}");
 }
 
@@ -39,24 +40,42 @@ fn wrong_feature_size_is_refused() {
 fn wrong_initial_state_shapes_are_refused() {
     let lstm = layer(RnnConfig { num_layers: 2, ..RnnConfig::lstm(3, 4) });
     let x = zeros(&[5, 2, 3]);
-    let msg = message(lstm.forward_states(&x, Some(&zeros(&[1, 2, 4])), None, None, false));
+    let state = |h: &[usize], c: Option<&[usize]>| StackedState { h: zeros(h), c: c.map(zeros) };
+    let msg = message(lstm.forward(&x, Some(&state(&[1, 2, 4], Some(&[2, 2, 4]))), ForwardOptions::default()));
     assert!(msg.starts_with("h0") && msg.contains("[2, 2, 4]") && msg.contains("[1, 2, 4]"), "{msg}");
-    let msg = message(lstm.forward_states(&x, None, Some(&zeros(&[2, 3, 4])), None, false));
+    let msg = message(lstm.forward(&x, Some(&state(&[2, 2, 4], Some(&[2, 3, 4]))), ForwardOptions::default()));
     assert!(msg.starts_with("c0") && msg.contains("[2, 2, 4]") && msg.contains("[2, 3, 4]"), "{msg}");
     let gru = layer(RnnConfig::gru(3, 4));
-    let msg = message(gru.forward_states(&x, None, Some(&zeros(&[1, 2, 4])), None, false));
+    let msg = message(gru.forward(&x, Some(&state(&[1, 2, 4], Some(&[1, 2, 4]))), ForwardOptions::default()));
     assert!(msg.contains("c0") && msg.contains("GRU"), "{msg}");
+}
+
+#[test]
+fn an_lstm_state_needs_both_h0_and_c0() {
+    let lstm = layer(RnnConfig::lstm(3, 4));
+    let x = zeros(&[5, 2, 3]);
+    let only_h = StackedState { h: zeros(&[1, 2, 4]), c: None };
+    let msg = message(lstm.forward(&x, Some(&only_h), ForwardOptions::default()));
+    assert!(msg.contains("h0 was given without c0"), "{msg}");
+    let msg = message(StackedState::from_parts(None, Some(&zeros(&[1, 2, 4]))));
+    assert!(msg.contains("c0 was given without h0"), "{msg}");
+    let varmap = VarMap::new();
+    let cell = Cell::new(CellConfig::lstm(3, 4), VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+    let msg = message(cell.forward_state(&zeros(&[2, 3]), Some(&zeros(&[2, 4])), None));
+    assert!(msg.contains("hx was given without cx"), "{msg}");
+    let msg = message(cell.forward_state(&zeros(&[2, 3]), None, Some(&zeros(&[2, 4]))));
+    assert!(msg.contains("cx was given without hx"), "{msg}");
 }
 
 #[test]
 fn bad_lengths_are_refused() {
     let rnn = layer(RnnConfig::rnn(3, 4));
     let x = zeros(&[5, 2, 3]);
-    let msg = message(rnn.forward_states(&x, None, None, Some(&[0, 5]), false));
+    let msg = message(rnn.forward(&x, None, ForwardOptions::default().with_lengths(&[0, 5])));
     assert!(msg.contains("lengths[0] = 0"), "{msg}");
-    let msg = message(rnn.forward_states(&x, None, None, Some(&[3, 6]), false));
+    let msg = message(rnn.forward(&x, None, ForwardOptions::default().with_lengths(&[3, 6])));
     assert!(msg.contains("lengths[1] = 6") && msg.contains("sequence length 5"), "{msg}");
-    let msg = message(rnn.forward_states(&x, None, None, Some(&[3]), false));
+    let msg = message(rnn.forward(&x, None, ForwardOptions::default().with_lengths(&[3])));
     assert!(msg.contains("one length per batch element (2), found 1"), "{msg}");
 }
 
@@ -64,7 +83,7 @@ fn bad_lengths_are_refused() {
 fn integer_input_is_refused() {
     let rnn = layer(RnnConfig::rnn(3, 4));
     let x = Tensor::zeros((5, 2, 3), DType::I64, &Device::Cpu).unwrap();
-    let msg = message(rnn.forward_states(&x, None, None, None, false));
+    let msg = message(rnn.forward(&x, None, ForwardOptions::default()));
     assert!(msg.contains("input") && msg.contains("I64"), "{msg}");
 }
 

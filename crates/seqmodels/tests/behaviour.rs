@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap, SGD};
 use seqmodels::init::uniform_parameters;
-use seqmodels::{RnnBase, RnnConfig, GRU, LSTM};
+use seqmodels::{ForwardOptions, RnnBase, RnnConfig, GRU, LSTM};
 
 fn uniform(dims: &[usize], seed: u64) -> Tensor {
     uniform_parameters(&[("t".into(), dims.to_vec())], 1.0, seed, DType::F32, &Device::Cpu).unwrap().remove(0).1
@@ -23,23 +23,23 @@ fn layer(cfg: RnnConfig) -> RnnBase {
 fn dropout_applies_in_training_only_and_is_seedable() {
     let lstm = layer(RnnConfig { num_layers: 3, dropout: 0.5, ..RnnConfig::lstm(4, 16) });
     let x = uniform(&[6, 3, 4], 1);
-    let eval_a = lstm.forward_states(&x, None, None, None, false).unwrap().output;
-    let eval_b = lstm.forward_states(&x, None, None, None, false).unwrap().output;
+    let eval_a = lstm.forward(&x, None, ForwardOptions::default()).unwrap().output;
+    let eval_b = lstm.forward(&x, None, ForwardOptions::default()).unwrap().output;
     assert_eq!(max_diff(&eval_a, &eval_b), 0.0);
 
     lstm.set_dropout_seed(42);
-    let train_a = lstm.forward_states(&x, None, None, None, true).unwrap().output;
-    let train_b = lstm.forward_states(&x, None, None, None, true).unwrap().output;
+    let train_a = lstm.forward(&x, None, ForwardOptions::training()).unwrap().output;
+    let train_b = lstm.forward(&x, None, ForwardOptions::training()).unwrap().output;
     lstm.set_dropout_seed(42);
-    let train_a_again = lstm.forward_states(&x, None, None, None, true).unwrap().output;
+    let train_a_again = lstm.forward(&x, None, ForwardOptions::training()).unwrap().output;
     assert!(max_diff(&train_a, &eval_a) > 1e-3, "training mode drops units");
     assert!(max_diff(&train_a, &train_b) > 1e-3, "masks change between calls");
     assert_eq!(max_diff(&train_a, &train_a_again), 0.0, "same seed, same masks");
 
     // No dropout after the last layer: a 1-layer module is unaffected.
     let single = layer(RnnConfig { dropout: 0.5, ..RnnConfig::gru(4, 8) });
-    let a = single.forward_states(&x, None, None, None, true).unwrap().output;
-    let b = single.forward_states(&x, None, None, None, false).unwrap().output;
+    let a = single.forward(&x, None, ForwardOptions::training()).unwrap().output;
+    let b = single.forward(&x, None, ForwardOptions::default()).unwrap().output;
     assert_eq!(max_diff(&a, &b), 0.0);
 }
 
@@ -102,10 +102,10 @@ fn lengths_equal_running_each_sequence_alone() {
     let lstm = layer(RnnConfig { num_layers: 2, bidirectional: true, batch_first: true, ..RnnConfig::lstm(3, 4) });
     let x = uniform(&[3, 6, 3], 1);
     let lengths = [4usize, 6, 1];
-    let batch = lstm.forward_states(&x, None, None, Some(&lengths), false).unwrap();
+    let batch = lstm.forward(&x, None, ForwardOptions::default().with_lengths(&lengths)).unwrap();
     for (b, &len) in lengths.iter().enumerate() {
         let alone = x.narrow(0, b, 1).unwrap().narrow(1, 0, len).unwrap();
-        let single = lstm.forward_states(&alone, None, None, None, false).unwrap();
+        let single = lstm.forward(&alone, None, ForwardOptions::default()).unwrap();
         let out_b = batch.output.narrow(0, b, 1).unwrap();
         assert!(max_diff(&out_b.narrow(1, 0, len).unwrap(), &single.output) < 1e-6);
         if len < 6 {
@@ -114,9 +114,9 @@ fn lengths_equal_running_each_sequence_alone() {
                 0.0
             );
         }
-        assert!(max_diff(&batch.h_n.narrow(1, b, 1).unwrap(), &single.h_n) < 1e-6);
-        let c_n = batch.c_n.as_ref().unwrap();
-        assert!(max_diff(&c_n.narrow(1, b, 1).unwrap(), single.c_n.as_ref().unwrap()) < 1e-6);
+        assert!(max_diff(&batch.state.h.narrow(1, b, 1).unwrap(), &single.state.h) < 1e-6);
+        let c_n = batch.state.c.as_ref().unwrap();
+        assert!(max_diff(&c_n.narrow(1, b, 1).unwrap(), single.state.c.as_ref().unwrap()) < 1e-6);
     }
 }
 
@@ -131,8 +131,8 @@ fn state_dict_round_trip_preserves_the_module() {
             .unwrap();
     let copy = RnnBase::new(cfg, VarBuilder::from_tensors(loaded, DType::F32, &Device::Cpu)).unwrap();
     let x = uniform(&[4, 2, 3], 3);
-    let a = original.forward_states(&x, None, None, None, false).unwrap();
-    let b = copy.forward_states(&x, None, None, None, false).unwrap();
+    let a = original.forward(&x, None, ForwardOptions::default()).unwrap();
+    let b = copy.forward(&x, None, ForwardOptions::default()).unwrap();
     assert_eq!(max_diff(&a.output, &b.output), 0.0);
     let names: Vec<String> = copy.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names[..5], ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_hr_l0"]);

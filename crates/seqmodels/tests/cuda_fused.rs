@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use seqmodels::init::seeded_parameters;
-use seqmodels::{CellKind, Implementation, RnnBase, RnnConfig};
+use seqmodels::{CellKind, ForwardOptions, Implementation, RnnBase, RnnConfig};
 
 /// Absolute plus relative tolerance: |a - b| <= TOL * (1 + |b|).
 const TOL: f64 = 1e-4;
@@ -126,9 +126,9 @@ fn inference_matches_cpu() {
                 .unwrap()
                 .with_implementation(Implementation::Fused);
             let x = common::uniform_on(&[7, 4, 3], 1, DType::F32, dev);
-            let out = layer.forward_states(&x, None, None, Some(&[7, 3, 1, 6]), false).unwrap();
-            let mut all = vec![("output".to_string(), out.output), ("h_n".to_string(), out.h_n)];
-            all.extend(out.c_n.map(|c| ("c_n".to_string(), c)));
+            let out = layer.forward(&x, None, ForwardOptions::default().with_lengths(&[7, 3, 1, 6])).unwrap();
+            let mut all = vec![("output".to_string(), out.output), ("h_n".to_string(), out.state.h)];
+            all.extend(out.state.c.map(|c| ("c_n".to_string(), c)));
             all.into_iter().map(|(n, t)| (n, t.to_device(&Device::Cpu).unwrap())).collect::<Vec<_>>()
         };
         assert_close(&format!("inference {cfg:?}"), &outputs(&gpu), &outputs(&Device::Cpu));

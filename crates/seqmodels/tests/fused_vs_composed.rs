@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Var};
 use candle_nn::VarBuilder;
 use common::{compare, uniform};
 use seqmodels::init::seeded_parameters;
-use seqmodels::{varmap_from_parameters, CellKind, RnnBase, RnnConfig};
+use seqmodels::{varmap_from_parameters, CellKind, ForwardOptions, RnnBase, RnnConfig};
 
 #[test]
 fn every_option_combination_matches_the_composed_path() {
@@ -49,7 +49,7 @@ fn hundred_thousand_steps_forward_and_backward() {
     let varmap = varmap_from_parameters(params.into_iter().collect(), "").unwrap();
     let lstm = RnnBase::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
     let x = Var::from_tensor(&uniform(&[100_000, 2, 2], 1, DType::F32)).unwrap();
-    let out = lstm.forward_states(x.as_tensor(), None, None, None, true).unwrap();
+    let out = lstm.forward(x.as_tensor(), None, ForwardOptions::training()).unwrap();
     assert_eq!(out.output.dims(), &[100_000, 2, 8]);
     let grads = out.output.sum_all().unwrap().backward().unwrap();
     let gx = grads.get(x.as_tensor()).unwrap();

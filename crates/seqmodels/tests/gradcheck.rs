@@ -6,7 +6,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use seqmodels::init::{seeded_parameters, uniform_parameters};
-use seqmodels::{varmap_from_parameters, Cell, CellConfig, CellKind, RnnBase, RnnConfig};
+use seqmodels::{varmap_from_parameters, Cell, CellConfig, CellKind, ForwardOptions, RnnBase, RnnConfig, StackedState};
 
 const EPS: f64 = 1e-6;
 
@@ -71,11 +71,13 @@ fn check_layer(cfg: RnnConfig, batch: usize, lengths: Option<Vec<usize>>, with_s
     let state = |name: &str| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_tensor().clone());
     let (x, h0, c0) = (state("input").unwrap(), state("h0"), state("c0"));
     let loss = || {
-        let out = layer.forward_states(&x, h0.as_ref(), c0.as_ref(), lengths.as_deref(), false).unwrap();
+        let initial = StackedState::from_parts(h0.as_ref(), c0.as_ref()).unwrap();
+        let options = ForwardOptions { lengths: lengths.as_deref(), train: false };
+        let out = layer.forward(&x, initial.as_ref(), options).unwrap();
         let mut loss = ((&out.output * &w_out).unwrap().sum_all().unwrap()
-            + (&out.h_n * &w_h).unwrap().sum_all().unwrap())
+            + (&out.state.h * &w_h).unwrap().sum_all().unwrap())
         .unwrap();
-        if let Some(c) = &out.c_n {
+        if let Some(c) = &out.state.c {
             loss = (loss + (c * &w_c).unwrap().sum_all().unwrap()).unwrap();
         }
         loss

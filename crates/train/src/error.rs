@@ -9,22 +9,6 @@ pub enum Error {
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// A required tensor is missing from an inputs file.
-    #[error("inputs: missing tensor `{name}` ({why})")]
-    MissingInput {
-        /// The tensor's key.
-        name: String,
-        /// What it is needed for.
-        why: String,
-    },
-    /// A tensor of an inputs file is unusable.
-    #[error("inputs: tensor `{name}`: {problem}")]
-    BadInput {
-        /// The tensor's key.
-        name: String,
-        /// What is wrong, with expected and found values.
-        problem: String,
-    },
     /// An error from the data crate (corpus, cleaning, tokenization, vocabulary, batches).
     #[error(transparent)]
     Data(#[from] seqmodels_data::Error),

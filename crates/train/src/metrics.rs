@@ -2,10 +2,8 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -74,15 +72,6 @@ pub fn rewrite(path: &Path, lines: &[EpochMetrics]) -> Result<()> {
     crate::checkpoint::write_atomic(path, text.as_bytes())
 }
 
-static FONT: Once = Once::new();
-
-fn register_fonts() {
-    FONT.call_once(|| {
-        // The embedded DejaVu Sans is a well-formed TrueType file.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
-}
-
 /// Draws train and validation perplexity per epoch (log-scale y axis) as a PNG (900 x 600), with
 /// axis labels, a title and a legend. Written to a temporary file, then renamed.
 pub fn plot_perplexity(path: &Path, title: &str, metrics: &[EpochMetrics]) -> Result<()> {
@@ -108,7 +97,7 @@ pub fn plot_perplexity(path: &Path, title: &str, metrics: &[EpochMetrics]) -> Re
     let x_hi = last.max(first + 1);
     let train: Vec<(u32, f64)> = train.iter().map(|&(e, v)| (e as u32, v.ln())).collect();
     let val: Vec<(u32, f64)> = val.iter().map(|&(e, v)| (e as u32, v.ln())).collect();
-    register_fonts();
+    seqmodels_data::plot::register_fonts();
     let tmp = path.with_extension("png.tmp.png");
     {
         let root = BitMapBackend::new(&tmp, (900, 600)).into_drawing_area();

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The update rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// `torch.optim.SGD` (optional momentum, no dampening, no Nesterov; weight decay as L2).
@@ -263,22 +263,8 @@ where
     T: Copy + Send + Sync + std::ops::Mul<Output = T> + std::ops::SubAssign,
 {
     const SERIAL_BELOW: usize = 1 << 17;
-    let update = |p: &mut [T], g: &[T]| p.iter_mut().zip(g).for_each(|(p, g)| *p -= *g * lr);
-    let pool = candle_core::utils::barrier_pool();
-    let threads = pool.n_workers() + 1;
-    if p.len() < SERIAL_BELOW || threads == 1 {
-        return update(p, g);
-    }
-    let per = p.len().div_ceil(threads);
-    // One part per thread, each taken once by the thread of its index.
-    type Part<'a, T> = std::sync::Mutex<Option<(&'a mut [T], &'a [T])>>;
-    let parts: Vec<Part<T>> =
-        p.chunks_mut(per).zip(g.chunks(per)).map(|part| std::sync::Mutex::new(Some(part))).collect();
-    pool.execute(|tid| {
-        let part = parts.get(tid).and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take());
-        if let Some((p, g)) = part {
-            update(p, g);
-        }
+    seqmodels::pool::map_parts_mut(p, 1, SERIAL_BELOW, |range, p| {
+        p.iter_mut().zip(&g[range]).for_each(|(p, g)| *p -= *g * lr)
     });
 }
 

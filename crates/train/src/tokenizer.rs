@@ -13,14 +13,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The kind of tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenizerKind {
     /// One token per character (d2l).
     Char,
     /// Whitespace-separated words.
     Word,
-    /// Byte-pair encoding trained on the corpus.
+    /// Byte-pair encoding (a BPE model trained on the corpus, or loaded from a tokenizer.json).
     Bpe,
 }
 
@@ -31,6 +31,16 @@ impl TokenizerKind {
             TokenizerKind::Char => "char",
             TokenizerKind::Word => "word",
             TokenizerKind::Bpe => "bpe",
+        }
+    }
+
+    /// How the data crate splits text into these tokens (`None` for BPE, which has a model of
+    /// its own).
+    pub fn level(self) -> Option<TokenLevel> {
+        match self {
+            TokenizerKind::Char => Some(TokenLevel::Char),
+            TokenizerKind::Word => Some(TokenLevel::Word),
+            TokenizerKind::Bpe => None,
         }
     }
 
@@ -93,7 +103,7 @@ impl TextTokenizer {
             TokenizerKind::Char | TokenizerKind::Word => {
                 let options = CorpusOptions {
                     cleaning: spec.cleaning,
-                    level: level(spec.kind),
+                    level: spec.kind.level().unwrap_or(TokenLevel::Char),
                     eol_token: spec.eos.clone(),
                     max_tokens: None,
                     ..CorpusOptions::default()
@@ -163,7 +173,7 @@ impl TextTokenizer {
             }
             None => {
                 let lines = self.spec.cleaning.apply(text);
-                let tokens = tokenize(&lines, level(self.spec.kind), eos);
+                let tokens = tokenize(&lines, self.spec.kind.level().unwrap_or(TokenLevel::Char), eos);
                 Ok(self.vocab.encode(&tokens))
             }
         }
@@ -222,14 +232,6 @@ impl TextTokenizer {
             }
             _ => Ok(TextTokenizer { spec, vocab: Vocab::load(path)?, bpe: None }),
         }
-    }
-}
-
-fn level(kind: TokenizerKind) -> TokenLevel {
-    if kind == TokenizerKind::Word {
-        TokenLevel::Word
-    } else {
-        TokenLevel::Char
     }
 }
 

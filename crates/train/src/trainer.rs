@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use seqmodels::State;
+use seqmodels::StackedState;
 use seqmodels_data::{Sampling, SeqDataLoader};
 use serde::{Deserialize, Serialize};
 
@@ -206,7 +206,7 @@ pub fn evaluate(model: &LanguageModel, ids: &[u32], batch: usize, steps: usize) 
     let rows = batch.min(m);
     let row_len = m / rows;
     let device = model.device().clone();
-    let mut state: Option<State> = None;
+    let mut state: Option<StackedState> = None;
     let (mut loss_sum, mut count) = (0f64, 0usize);
     let mut start = 0;
     while start < row_len {
@@ -231,8 +231,8 @@ pub fn evaluate(model: &LanguageModel, ids: &[u32], batch: usize, steps: usize) 
     Ok(Eval { loss, perplexity: loss.exp(), tokens: count })
 }
 
-fn detach(s: &State) -> State {
-    State { h: s.h.detach(), c: s.c.as_ref().map(|c| c.detach()) }
+fn detach(s: &StackedState) -> StackedState {
+    StackedState { h: s.h.detach(), c: s.c.as_ref().map(|c| c.detach()) }
 }
 
 /// The dropout seed of global step `step` (SplitMix64 of the run seed and the step).
@@ -282,7 +282,7 @@ pub struct Trainer {
     valid: Option<Vec<u32>>,
     fingerprint: DataFingerprint,
     progress: Progress,
-    carry: Option<State>,
+    carry: Option<StackedState>,
     /// The minibatches of the current epoch, once drawn (kept across an interruption).
     pending: Option<Vec<seqmodels_data::Batch>>,
 }
@@ -386,7 +386,7 @@ impl Trainer {
                 expected: "tensor `h` (trainer.json says a state is carried)".into(),
                 found: format!("keys {:?}", carry.keys().collect::<Vec<_>>()),
             })?;
-            t.carry = Some(State { h, c: get("c").transpose()? });
+            t.carry = Some(StackedState { h, c: get("c").transpose()? });
         }
         for _ in 0..t.progress.epoch {
             let _ = t.loader.epoch();

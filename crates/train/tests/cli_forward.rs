@@ -123,3 +123,61 @@ fn init_writes_loadable_pytorch_names() {
     assert_eq!(sd["weight_ih_l1"].dims(), &[16, 4]);
     assert_eq!(sd["weight_hr_l0"].dims(), &[2, 4]);
 }
+
+/// The inputs of a fixture with some tensors renamed (`Some(new)`) or dropped (`None`), saved
+/// under `dir`.
+fn edited_inputs(case: &Path, dir: &Path, edits: &[(&str, Option<&str>)]) -> PathBuf {
+    let mut tensors = seqmodels::state_dict::read_safetensors(case.join("inputs.safetensors")).unwrap();
+    for (name, new_name) in edits {
+        let t = tensors.remove(*name).unwrap_or_else(|| panic!("the fixture has `{name}`"));
+        if let Some(new_name) = new_name {
+            tensors.insert(new_name.to_string(), t);
+        }
+    }
+    let path = dir.join("edited.safetensors");
+    let named: Vec<_> = tensors.into_iter().collect();
+    seqmodels::save_state_dict(&named, "", &path).unwrap();
+    path
+}
+
+#[test]
+fn an_unknown_input_tensor_is_refused_with_the_allowed_names() {
+    let case = fixture("gru_l1");
+    let dir = temp("misspelt");
+    let inputs = edited_inputs(&case, &dir, &[("grad_output", Some("grad_ouptut"))]);
+    let o = forward(&case, &inputs, &case.join("module.json"), &dir.join("o.safetensors"));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("unknown tensor `grad_ouptut`"), "{err}");
+    assert!(err.contains("input, h0, lengths, grad_output, grad_h_n"), "{err}");
+}
+
+#[test]
+fn an_lstm_needs_h0_and_c0_together() {
+    let case = fixture("lstm_l1_h0");
+    let dir = temp("h0-only");
+    for (dropped, given) in [("c0", "h0"), ("h0", "c0")] {
+        let inputs = edited_inputs(&case, &dir, &[(dropped, None)]);
+        let o = forward(&case, &inputs, &case.join("module.json"), &dir.join("o.safetensors"));
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(err.contains(&format!("{given} was given without {dropped}")), "{err}");
+    }
+    let cell = fixture("lstmcell_hx");
+    let inputs = edited_inputs(&cell, &dir, &[("cx", None)]);
+    let o = forward(&cell, &inputs, &cell.join("module.json"), &dir.join("o.safetensors"));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("hx was given without cx"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unknown_module_json_key_is_refused_with_the_allowed_keys() {
+    let case = fixture("gru_l1");
+    let dir = temp("key");
+    let config = dir.join("module.json");
+    std::fs::write(&config, r#"{"type": "GRU", "input_size": 4, "hidden_size": 5, "num_layer": 2}"#).unwrap();
+    let o = forward(&case, &case.join("inputs.safetensors"), &config, &dir.join("o.safetensors"));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("unknown field `num_layer`") && err.contains("`num_layers`"), "{err}");
+}

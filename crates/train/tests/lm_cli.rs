@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
@@ -18,20 +19,18 @@ fn text() -> String {
     fixtures().join("text.txt").display().to_string()
 }
 
-/// The shared corpora: SEQMODELS_DATA (absolute or relative to the workspace root, as CI
-/// gives it), else `<repo>/../shared/data`.
+/// The directory holding the Time Machine, found as a program run from this repository finds
+/// it (`SEQMODELS_DATA`, `shared/data` beside the repository, the cache, or a download), so
+/// that `seqlm` itself runs offline.
 fn data_dir() -> PathBuf {
-    match std::env::var_os("SEQMODELS_DATA").filter(|v| !v.is_empty()) {
-        Some(v) => {
-            let p = PathBuf::from(v);
-            if p.is_absolute() {
-                p
-            } else {
-                repo().join(p)
-            }
-        }
-        None => repo().join("../shared/data"),
-    }
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let locator = seqmodels_data::CorpusLocator::from_env_or_beside(&repo());
+        let path = locator.resolve("timemachine").unwrap_or_else(|e| panic!("{e}"));
+        let dir = path.parent().expect("a corpus file has a directory").to_path_buf();
+        std::path::absolute(dir).expect("an absolute path")
+    })
+    .clone()
 }
 
 fn seqlm_cmd(args: &[&str]) -> Command {

@@ -196,7 +196,7 @@ const BIAS_PART: usize = 1 << 18;
 /// least 16 long. One pool for all the work of an op: the `gemm` crate's rayon workers would
 /// otherwise compete with candle's pool threads for the same cores.
 fn split(len: usize, work: usize, threads: usize) -> usize {
-    let pool = candle_core::utils::barrier_pool().n_workers() + 1;
+    let pool = crate::pool::threads();
     if threads <= 1 || work < 48 * 48 * 48 {
         return 1;
     }

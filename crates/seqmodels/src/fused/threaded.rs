@@ -178,11 +178,6 @@ fn on_threads(ranges: &[(usize, usize)], work: impl Fn(usize, (usize, usize)) + 
     });
 }
 
-/// Threads available: candle's pool workers plus the calling thread.
-pub(crate) fn pool_threads() -> usize {
-    candle_core::utils::barrier_pool().n_workers() + 1
-}
-
 /// Forward pass; the same results and saved values as [`Sequence::forward`].
 pub(crate) fn forward(
     simd: Simd,
@@ -206,7 +201,7 @@ pub(crate) fn forward(
     let mut hbuf = vec![0f32; 2 * m * h];
     hbuf[..m * h].copy_from_slice(&state0[..m * h]);
     let c0 = &state0[m * h..];
-    let ranges = unit_ranges(h, seq.threads.min(pool_threads()));
+    let ranges = unit_ranges(h, seq.threads.min(crate::pool::threads()));
     let barrier = SpinBarrier::new(ranges.len());
     let (out, hs) = (result.shared(), Shared::of(&mut hbuf));
     // The saved buffers' spare capacity, written only through `Shared::fresh`.
@@ -433,7 +428,7 @@ pub(crate) fn backward(
     // Column sums of the hidden and input parts of the gate gradients (db_hh; db_ih for GRU,
     // where they differ), each thread summing its columns as it writes them.
     let (mut sums_h, mut sums_i) = (vec![0f32; g], vec![0f32; if d.kind == CellKind::Gru { g } else { 0 }]);
-    let ranges = unit_ranges(h, seq.threads.min(pool_threads()));
+    let ranges = unit_ranges(h, seq.threads.min(crate::pool::threads()));
     let barrier = SpinBarrier::new(ranges.len());
     let (dgi_s, dgh_s, ds0) = (dgi.shared(), dgh_gru.shared(), Shared::of(&mut dstate0));
     let (sums_h_s, sums_i_s) = (Shared::of(&mut sums_h), Shared::of(&mut sums_i));

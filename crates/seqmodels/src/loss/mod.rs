@@ -1,5 +1,5 @@
 //! Softmax cross-entropy as one candle op with its own backward, and the same fused with the
-//! linear decoder that produces the logits ([`linear_cross_entropy`], in `linear.rs`).
+//! linear decoder that produces the logits ([`linear_cross_entropy`], in `linear_cross_entropy.rs`).
 //!
 //! `candle_nn::loss::cross_entropy` composes log-softmax and a gather: several passes over the
 //! (rows x vocabulary) logits, each allocating a tensor of that size, in forward and again in
@@ -7,16 +7,16 @@
 //! reads the logits once forward and once backward, and writes only the gradient.
 
 use std::ops::Range;
-use std::sync::Mutex;
 
 use candle_core::{CpuStorage, DType, Layout, Shape, Tensor};
 
 use crate::error::{Error, Result};
 use crate::fused::real::{cpu_slice, host_slice, Activation, Exact, Fast, Real};
+use crate::pool;
 use crate::simd::{simd_variants, Simd};
 
-mod linear;
-pub use linear::linear_cross_entropy;
+mod linear_cross_entropy;
+pub use linear_cross_entropy::linear_cross_entropy;
 
 /// Mean over rows of `-log softmax(logits)[target]`, as PyTorch's `F.cross_entropy`.
 ///
@@ -106,17 +106,9 @@ impl SoftmaxCrossEntropy {
     /// log-sum-exp.
     fn loss<T: Real>(&self, logits: &[T], part: impl Fn(&[T], Range<usize>, &mut [T]) -> T + Sync) -> (T, Vec<T>) {
         let rows = self.targets.len();
-        let chunk = rows.div_ceil(row_chunks(rows));
         let mut lse = vec![T::zero(); rows];
-        let total = Mutex::new(T::zero());
-        let slots: Vec<Mutex<&mut [T]>> = lse.chunks_mut(chunk).map(Mutex::new).collect();
-        on_row_chunks(rows, |r| {
-            let mut lse = slots[r.start / chunk].lock().unwrap_or_else(|e| e.into_inner());
-            let sum = part(logits, r, &mut lse);
-            *total.lock().unwrap_or_else(|e| e.into_inner()) += sum;
-        });
-        drop(slots);
-        let total = *total.lock().unwrap_or_else(|e| e.into_inner());
+        let sums = pool::map_parts_mut(&mut lse, 1, PARALLEL_ROWS, |r, lse| part(logits, r, lse));
+        let total = sums.into_iter().fold(T::zero(), |acc, s| acc + s);
         (total / T::from(rows).unwrap_or_else(T::one), lse)
     }
 
@@ -129,17 +121,13 @@ impl SoftmaxCrossEntropy {
         column_sums: bool,
         part: impl Fn(&mut [T], Range<usize>, &mut [T]) + Sync,
     ) -> Vec<T> {
-        let rows = self.targets.len();
-        let chunk = rows.div_ceil(row_chunks(rows));
         let sums_len = if column_sums { self.classes } else { 0 };
-        let slots: Vec<Mutex<(&mut [T], Vec<T>)>> =
-            buf.chunks_mut(chunk * self.classes).map(|rows| Mutex::new((rows, vec![T::zero(); sums_len]))).collect();
-        on_row_chunks(rows, |r| {
-            let mut slot = slots[r.start / chunk].lock().unwrap_or_else(|e| e.into_inner());
-            let (out, sums) = &mut *slot;
-            part(out, r, sums);
+        let parts = pool::map_parts_mut(buf, self.classes, PARALLEL_ROWS, |r, out| {
+            let mut sums = vec![T::zero(); sums_len];
+            part(out, r, &mut sums);
+            sums
         });
-        let mut parts = slots.into_iter().map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).1);
+        let mut parts = parts.into_iter();
         let mut total = parts.next().unwrap_or_default();
         for part in parts {
             total.iter_mut().zip(&part).for_each(|(t, p)| *t += *p);
@@ -199,29 +187,8 @@ impl SoftmaxCrossEntropy {
     }
 }
 
-/// Chunks of rows: one per pool thread for large inputs, else one.
-fn row_chunks(rows: usize) -> usize {
-    if rows < 64 {
-        1
-    } else {
-        (candle_core::utils::barrier_pool().n_workers() + 1).min(rows)
-    }
-}
-
-/// Runs `f` on consecutive row ranges of `row_chunks(rows)` equal chunks, in parallel.
-fn on_row_chunks(rows: usize, f: impl Fn(Range<usize>) + Sync) {
-    let parts = row_chunks(rows);
-    if parts == 1 {
-        return f(0..rows);
-    }
-    let chunk = rows.div_ceil(parts);
-    candle_core::utils::barrier_pool().execute(|tid| {
-        let start = tid * chunk;
-        if start < rows {
-            f(start..rows.min(start + chunk));
-        }
-    });
-}
+/// Rows below which the loss runs on the calling thread alone.
+const PARALLEL_ROWS: usize = 64;
 
 // The f32 passes compiled for the detected instruction set, so that the polynomial exp
 // vectorises.

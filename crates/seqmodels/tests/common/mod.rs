@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use seqmodels::init::{seeded_parameters, uniform_parameters};
-use seqmodels::{varmap_from_parameters, CellKind, Implementation, RnnBase, RnnConfig};
+use seqmodels::{varmap_from_parameters, CellKind, ForwardOptions, Implementation, RnnBase, RnnConfig, StackedState};
 
 pub fn uniform(dims: &[usize], seed: u64, dtype: DType) -> Tensor {
     uniform_on(dims, seed, dtype, &Device::Cpu)
@@ -53,23 +53,23 @@ pub fn run_on(
     let c0 = (with_state && cfg.kind == CellKind::Lstm)
         .then(|| Var::from_tensor(&uniform(&[stacked, batch, cfg.hidden_size], 3, dtype)).unwrap());
     let out = layer
-        .forward_states(
+        .forward(
             x.as_tensor(),
-            h0.as_ref().map(|v| v.as_tensor()),
-            c0.as_ref().map(|v| v.as_tensor()),
-            lengths,
-            false,
+            StackedState::from_parts(h0.as_ref().map(|v| v.as_tensor()), c0.as_ref().map(|v| v.as_tensor()))
+                .unwrap()
+                .as_ref(),
+            ForwardOptions { lengths, train: false },
         )
         .unwrap();
     let mut loss = ((&out.output * uniform(out.output.dims(), 4, dtype)).unwrap().sum_all().unwrap()
-        + (&out.h_n * uniform(out.h_n.dims(), 5, dtype)).unwrap().sum_all().unwrap())
+        + (&out.state.h * uniform(out.state.h.dims(), 5, dtype)).unwrap().sum_all().unwrap())
     .unwrap();
-    if let Some(c) = &out.c_n {
+    if let Some(c) = &out.state.c {
         loss = (loss + (c * uniform(c.dims(), 6, dtype)).unwrap().sum_all().unwrap()).unwrap();
     }
     let grads = loss.backward().unwrap();
-    let mut results = vec![("output".to_string(), out.output.clone()), ("h_n".to_string(), out.h_n.clone())];
-    results.extend(out.c_n.clone().map(|c| ("c_n".to_string(), c)));
+    let mut results = vec![("output".to_string(), out.output.clone()), ("h_n".to_string(), out.state.h.clone())];
+    results.extend(out.state.c.clone().map(|c| ("c_n".to_string(), c)));
     let mut inputs = vec![("input", Some(x)), ("h0", h0), ("c0", c0)];
     for (name, var) in inputs.drain(..) {
         if let Some(v) = var {

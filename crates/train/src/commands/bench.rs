@@ -1,33 +1,11 @@
 //! `seqlm bench`: training and inference throughput of the language model, in the contract
-//! shared with `scripts/bench_torch.py` (see [`crate::bench`]).
+//! shared with `scripts/bench_torch.py` (see [`crate::throughput`]).
 
 use anyhow::Context;
-use seqmodels::Implementation;
+use seqmodels::{CellKind, Implementation};
 
-use crate::bench::{run_bench, Arch, BenchConfig};
 use crate::device::DeviceChoice;
-
-/// The recurrence's implementation, as chosen on the command line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ImplArg {
-    /// The fused kernels on the CPU; the composed path on CUDA (until the CUDA kernels are verified).
-    #[default]
-    Auto,
-    /// The fused whole-sequence kernels, CPU or CUDA (an error where they cannot run).
-    Fused,
-    /// Candle ops per time step, differentiated by autodiff (the readable specification).
-    Composed,
-}
-
-impl From<ImplArg> for Implementation {
-    fn from(a: ImplArg) -> Self {
-        match a {
-            ImplArg::Auto => Implementation::Auto,
-            ImplArg::Fused => Implementation::Fused,
-            ImplArg::Composed => Implementation::Composed,
-        }
-    }
-}
+use crate::throughput::{run_bench, BenchConfig};
 
 /// What `seqlm bench --help` prints after the options.
 const AFTER_HELP: &str = "\
@@ -44,13 +22,13 @@ sum_l 2*G*H*(I_l + H) + 2*H*V (G = 4 LSTM, 3 GRU, 1 RNN; I_0 = E, or V when E = 
 training counted 3x.
 scripts/bench_torch.py takes the same options for PyTorch; scripts/bench_compare.sh runs both.";
 
-/// Arguments of `seqlm bench` (the model and the timing are described in [`crate::bench`]).
+/// Arguments of `seqlm bench` (the model and the timing are described in [`crate::throughput`]).
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = AFTER_HELP)]
 pub struct BenchArgs {
     /// Recurrent layer (rnn: tanh).
-    #[arg(long, value_enum, default_value_t = Arch::Lstm)]
-    pub arch: Arch,
+    #[arg(long, value_enum, default_value_t = CellKind::Lstm)]
+    pub arch: CellKind,
     /// Vocabulary size V.
     #[arg(long, default_value_t = 28)]
     pub vocab: usize,
@@ -83,8 +61,8 @@ pub struct BenchArgs {
     pub lr: f64,
     /// Implementation of the recurrence: auto (the fused kernels on the CPU, composed on CUDA), fused
     /// or composed.
-    #[arg(long = "impl", value_enum, default_value_t = ImplArg::Auto)]
-    pub implementation: ImplArg,
+    #[arg(long = "impl", value_enum, default_value_t = Implementation::Auto)]
+    pub implementation: Implementation,
     /// Where the model runs: cpu, cuda or cuda:N (needs a build with the `cuda` feature).
     #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu")]
     pub device: DeviceChoice,
@@ -114,7 +92,7 @@ impl BenchArgs {
             warmup: self.warmup,
             seed: self.seed,
             lr: self.lr,
-            implementation: self.implementation.into(),
+            implementation: self.implementation,
             device: self.device,
         }
     }

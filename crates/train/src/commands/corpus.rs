@@ -10,42 +10,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use seqmodels_data::stats::{frequencies, ngram_counts};
 use seqmodels_data::{
-    fit_zipf, named_corpus, plot_frequencies, BpeOptions, BpeTokenizer, Cleaning, CorpusLocator, CorpusOptions,
-    CorpusStats, FreqSeries, LmCorpus, TokenLevel,
+    fit_zipf, plot_frequencies, BpeOptions, BpeTokenizer, Cleaning, CorpusOptions, CorpusStats, FreqSeries, LmCorpus,
 };
 
-/// Tokenizer choice of `seqlm corpus` and `seqlm train`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum TokenizerArg {
-    /// One token per character.
-    Char,
-    /// Whitespace-separated words.
-    Word,
-    /// Byte-pair encoding (a BPE model trained on the corpus with --bpe-vocab tokens, or loaded from a tokenizer.json).
-    Bpe,
-}
-
-/// Cleaning choice of `seqlm corpus` and `seqlm train`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum CleanArg {
-    /// d2l 0.17: per line, non-letters to one space, strip, lowercase.
-    D2l,
-    /// d2l 1.0: non-letters to one space and lowercase, on the whole text.
-    #[value(name = "d2l-v1")]
-    D2lV1,
-    /// Keep the text as it is.
-    None,
-}
-
-impl From<CleanArg> for Cleaning {
-    fn from(c: CleanArg) -> Self {
-        match c {
-            CleanArg::D2l => Cleaning::D2l,
-            CleanArg::D2lV1 => Cleaning::D2lV1,
-            CleanArg::None => Cleaning::None,
-        }
-    }
-}
+use crate::commands::common::{corpus_locator, default_cleaning};
+use crate::tokenizer::TokenizerKind;
 
 /// Arguments of `seqlm corpus`.
 #[derive(Debug, clap::Args)]
@@ -56,10 +25,10 @@ pub struct CorpusArgs {
     pub corpus: String,
     /// How to tokenize.
     #[arg(long, value_enum, default_value = "char")]
-    pub tokenizer: TokenizerArg,
+    pub tokenizer: TokenizerKind,
     /// Cleaning [default: d2l for timemachine, none otherwise].
     #[arg(long, value_enum)]
-    pub clean: Option<CleanArg>,
+    pub clean: Option<Cleaning>,
     /// Keep only the first N tokens (the vocabulary is still built on the whole text, as d2l does).
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<usize>,
@@ -112,17 +81,11 @@ struct Computed {
 }
 
 fn compute(args: &CorpusArgs) -> anyhow::Result<Computed> {
-    let locator = CorpusLocator::from_env();
-    let source = locator.resolve(&args.corpus)?;
+    let source = corpus_locator().resolve(&args.corpus)?;
     let text = seqmodels_data::read_text_file(&source)?;
-    let cleaning = match (args.clean, named_corpus(&args.corpus)) {
-        (Some(c), _) => c.into(),
-        (None, Some(named)) => named.default_cleaning,
-        (None, None) => Cleaning::None,
-    };
-    let corpus = match args.tokenizer {
-        TokenizerArg::Char | TokenizerArg::Word => {
-            let level = if args.tokenizer == TokenizerArg::Char { TokenLevel::Char } else { TokenLevel::Word };
+    let cleaning = args.clean.unwrap_or_else(|| default_cleaning(&args.corpus));
+    let corpus = match args.tokenizer.level() {
+        Some(level) => {
             let options = CorpusOptions {
                 cleaning,
                 level,
@@ -132,7 +95,7 @@ fn compute(args: &CorpusArgs) -> anyhow::Result<Computed> {
             };
             LmCorpus::build(&text, &options)?
         }
-        TokenizerArg::Bpe => {
+        None => {
             if args.max_tokens == Some(0) {
                 return Err(seqmodels_data::Error::ZeroMaxTokens.into());
             }
@@ -242,22 +205,10 @@ mod tests {
         args: CorpusArgs,
     }
 
-    fn data_dir() -> PathBuf {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let from_env = std::env::var_os("SEQMODELS_DATA").filter(|v| !v.is_empty()).map(PathBuf::from);
-        let candidates = match from_env {
-            Some(p) => vec![p.clone(), root.join(p)],
-            None => vec![root.join("../shared/data")],
-        };
-        candidates
-            .into_iter()
-            .find(|d| d.join("timemachine.txt").is_file())
-            .expect("corpora not found: set SEQMODELS_DATA to the directory holding timemachine.txt")
-    }
-
     fn run_report(extra: &[&str], corpus: &str) -> anyhow::Result<CorpusReport> {
-        // Pass the corpus as a path so that the test does not depend on the environment.
-        let path = data_dir().join(format!("{corpus}.txt"));
+        // The corpus found as a program run from this repository finds it, passed as a path.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let path = seqmodels_data::CorpusLocator::from_env_or_beside(&root).resolve(corpus)?;
         let mut argv = vec!["corpus", "--corpus", path.to_str().unwrap()];
         argv.extend_from_slice(extra);
         report(&Cli::try_parse_from(argv)?.args)

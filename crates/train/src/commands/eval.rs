@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::checkpoint;
-use crate::commands::train::read_corpus;
+use crate::commands::common::{load_checkpoint, read_corpus};
 use crate::device::DeviceChoice;
 use crate::error::Error;
 use crate::trainer::evaluate;
@@ -64,8 +63,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if args.max_tokens == Some(0) {
         return Err(Error::option("max-tokens", "at least 1", 0).into());
     }
-    let loaded = checkpoint::load(&args.checkpoint, &device)
-        .with_context(|| format!("loading checkpoint {}", args.checkpoint.display()))?;
+    let loaded = load_checkpoint(&args.checkpoint, &device)?;
     let (text, what) = match (&args.text, &args.corpus) {
         (Some(path), _) => (
             seqmodels_data::read_text_file(path).with_context(|| format!("reading {}", path.display()))?,

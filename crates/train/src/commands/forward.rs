@@ -3,12 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use seqmodels::{state_dict::read_safetensors, ModuleSpec};
+use seqmodels::parity::{compare, run_module, Mode, RunOptions, Tolerances};
+use seqmodels::{state_dict::read_safetensors, Implementation, ModuleSpec};
 
-use crate::commands::bench::ImplArg;
-use crate::compare::{compare, Tolerances};
 use crate::device::DeviceChoice;
-use crate::forward::{run_module, Mode, RunOptions};
 
 /// Arguments of `seqlm forward`.
 #[derive(Debug, clap::Args)]
@@ -42,8 +40,8 @@ pub struct ForwardArgs {
     pub device: DeviceChoice,
     /// Implementation of the recurrence of layers: auto (the fused kernels on the CPU, composed on
     /// CUDA), fused or composed.
-    #[arg(long = "impl", value_enum, default_value_t = ImplArg::Auto)]
-    pub implementation: ImplArg,
+    #[arg(long = "impl", value_enum, default_value_t = Implementation::Auto)]
+    pub implementation: Implementation,
 }
 
 /// Runs `seqlm forward`.
@@ -52,7 +50,7 @@ pub fn run(args: &ForwardArgs) -> anyhow::Result<()> {
     let weights = read_safetensors(&args.weights).context("reading --weights")?;
     let inputs = read_safetensors(&args.inputs).context("reading --inputs")?;
     let mode = if args.train { Mode::Train { seed: args.seed } } else { Mode::Eval };
-    let options = RunOptions { mode, device: args.device.open()?, implementation: args.implementation.into() };
+    let options = RunOptions { mode, device: args.device.open()?, implementation: args.implementation };
     let results = run_module(&spec, weights, &inputs, &options)
         .with_context(|| format!("running {} on {}", args.config.display(), args.inputs.display()))?;
     let named: Vec<_> = results.iter().map(|(k, v)| (k.clone(), v.clone())).collect();

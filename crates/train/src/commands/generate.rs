@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
-use crate::checkpoint;
+use crate::commands::common::load_checkpoint;
 use crate::device::DeviceChoice;
 use crate::error::Error;
 use crate::generate::{generate, SamplingOptions};
@@ -46,8 +44,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let options =
         SamplingOptions { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
     options.validate()?;
-    let loaded = checkpoint::load(&args.checkpoint, &device)
-        .with_context(|| format!("loading checkpoint {}", args.checkpoint.display()))?;
+    let loaded = load_checkpoint(&args.checkpoint, &device)?;
     let prefix = loaded.tokenizer.encode_prefix(&args.prefix)?;
     if prefix.is_empty() {
         return Err(Error::TooFewTokens { what: format!("the prefix {:?}", args.prefix), needed: 1 }.into());

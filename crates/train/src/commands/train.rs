@@ -12,14 +12,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use seqmodels::{CellKind, RnnConfig};
-use seqmodels_data::{named_corpus, Cleaning, CorpusLocator, Sampling};
+use seqmodels::{CellKind, Implementation, RnnConfig};
+use seqmodels_data::{named_corpus, Cleaning, Sampling};
 use serde::{Deserialize, Serialize};
 
-pub use super::corpus::{CleanArg, TokenizerArg};
-
 use crate::checkpoint::{self, CheckpointConfig};
-use crate::commands::bench::ImplArg;
+use crate::commands::common::{default_cleaning, read_corpus};
 use crate::device::DeviceChoice;
 use crate::error::Error;
 use crate::generate::{generate, SamplingOptions};
@@ -29,37 +27,6 @@ use crate::optim::{OptimConfig, OptimizerKind};
 use crate::schedule::LrSchedule;
 use crate::tokenizer::{TextTokenizer, TokenizerKind, TokenizerSpec};
 use crate::trainer::{evaluate, read_training_files, EpochEnd, TrainConfig, Trainer};
-
-/// Recurrent layer kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModelArg {
-    /// Elman RNN (`--nonlinearity` tanh or relu).
-    Rnn,
-    /// LSTM.
-    Lstm,
-    /// GRU.
-    Gru,
-}
-
-/// Optimizer choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OptimizerArg {
-    /// SGD (with `--momentum`).
-    Sgd,
-    /// Adam.
-    Adam,
-    /// AdamW (decoupled weight decay).
-    Adamw,
-}
-
-/// Minibatch sampling choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum SamplingArg {
-    /// Sequential partitioning: state carried (and detached) between minibatches.
-    Sequential,
-    /// Random sampling: state reset for every minibatch.
-    Random,
-}
 
 /// RNN nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -99,10 +66,10 @@ pub struct TrainArgs {
     pub val_fraction: Option<f64>,
     /// Tokens [default: char].
     #[arg(long, value_enum, help_heading = "Data")]
-    pub tokenizer: Option<TokenizerArg>,
+    pub tokenizer: Option<TokenizerKind>,
     /// Cleaning [default: d2l for timemachine, none for other corpora].
     #[arg(long, value_enum, help_heading = "Data")]
-    pub clean: Option<CleanArg>,
+    pub clean: Option<Cleaning>,
     /// Append an end-of-sentence token `<eos>` to every line (word tokens only).
     #[arg(long, help_heading = "Data")]
     pub eos: bool,
@@ -116,7 +83,7 @@ pub struct TrainArgs {
     // ---- model
     /// Recurrent layer [default: lstm].
     #[arg(long, value_enum, help_heading = "Model")]
-    pub model: Option<ModelArg>,
+    pub model: Option<CellKind>,
     /// RNN nonlinearity (--model rnn only) [default: tanh].
     #[arg(long, value_enum, help_heading = "Model")]
     pub nonlinearity: Option<NonlinearityArg>,
@@ -167,7 +134,7 @@ pub struct TrainArgs {
     pub lr: Option<f64>,
     /// Optimizer [default: sgd].
     #[arg(long, value_enum, help_heading = "Training")]
-    pub optimizer: Option<OptimizerArg>,
+    pub optimizer: Option<OptimizerKind>,
     /// SGD momentum [default: 0].
     #[arg(long, value_name = "M", help_heading = "Training")]
     pub momentum: Option<f64>,
@@ -188,7 +155,7 @@ pub struct TrainArgs {
     pub clip: Option<f64>,
     /// Minibatch sampling [default: sequential].
     #[arg(long, value_enum, help_heading = "Training")]
-    pub sampling: Option<SamplingArg>,
+    pub sampling: Option<Sampling>,
     /// Seed of the initial weights, the data order and the dropout masks [default: 0].
     #[arg(long, value_name = "S", help_heading = "Training")]
     pub seed: Option<u64>,
@@ -197,8 +164,8 @@ pub struct TrainArgs {
     pub device: DeviceChoice,
     /// Implementation of the recurrent layers: auto (the fused kernels on the CPU, composed on
     /// CUDA), fused or composed (same results within float tolerance; allowed with --resume).
-    #[arg(long = "impl", value_enum, default_value_t = ImplArg::Auto, help_heading = "Training")]
-    pub implementation: ImplArg,
+    #[arg(long = "impl", value_enum, default_value_t = Implementation::Auto, help_heading = "Training")]
+    pub implementation: Implementation,
 
     // ---- run directory and output
     /// Run directory (metrics.jsonl, perplexity.png, checkpoint/) [default: runs/CORPUS-MODEL,
@@ -260,25 +227,6 @@ pub struct Prepared {
     pub test: Option<Vec<u32>>,
     /// Tokens in the whole corpus.
     pub corpus_tokens: usize,
-}
-
-/// Reads the text of a corpus name or file (named corpora: `$SEQMODELS_DATA`, else
-/// `../shared/data` when it exists, else the cache or a download).
-pub fn read_corpus(spec: &str) -> anyhow::Result<String> {
-    let mut locator = CorpusLocator::from_env();
-    if locator.data_dir.is_none() {
-        // As the README says: without SEQMODELS_DATA, the shared corpora beside the repository.
-        let beside = Path::new("../shared/data");
-        if beside.is_dir() {
-            locator.data_dir = Some(beside.to_path_buf());
-        }
-    }
-    locator.read(spec).with_context(|| format!("reading corpus {spec:?}"))
-}
-
-/// The default cleaning of a corpus: its own for named corpora, none for files.
-pub fn default_cleaning(corpus: &str) -> Cleaning {
-    named_corpus(corpus).map_or(Cleaning::None, |c| c.default_cleaning)
 }
 
 fn read_file_text(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -378,23 +326,14 @@ fn fresh_configs(args: &TrainArgs) -> anyhow::Result<(DataSpec, TokenizerSpec, T
         max_tokens: parse_max_tokens(args.max_tokens.as_deref())?,
         bpe_vocab: args.bpe_vocab.unwrap_or(1000),
     };
-    let kind = match args.tokenizer.unwrap_or(TokenizerArg::Char) {
-        TokenizerArg::Char => TokenizerKind::Char,
-        TokenizerArg::Word => TokenizerKind::Word,
-        TokenizerArg::Bpe => TokenizerKind::Bpe,
-    };
     let tok = TokenizerSpec {
-        kind,
-        cleaning: args.clean.map(Cleaning::from).unwrap_or_else(|| default_cleaning(&corpus)),
+        kind: args.tokenizer.unwrap_or(TokenizerKind::Char),
+        cleaning: args.clean.unwrap_or_else(|| default_cleaning(&corpus)),
         eos: args.eos.then(|| "<eos>".to_string()),
     };
     tok.validate()?;
     let d = TrainConfig::d2l();
-    let opt_kind = match args.optimizer.unwrap_or(OptimizerArg::Sgd) {
-        OptimizerArg::Sgd => OptimizerKind::Sgd,
-        OptimizerArg::Adam => OptimizerKind::Adam,
-        OptimizerArg::Adamw => OptimizerKind::Adamw,
-    };
+    let opt_kind = args.optimizer.unwrap_or(OptimizerKind::Sgd);
     let mut optimizer = OptimConfig::new(opt_kind);
     if let Some(m) = args.momentum {
         if opt_kind != OptimizerKind::Sgd && m != 0.0 {
@@ -421,10 +360,7 @@ fn fresh_configs(args: &TrainArgs) -> anyhow::Result<(DataSpec, TokenizerSpec, T
         optimizer,
         schedule,
         clip: args.clip.unwrap_or(d.clip),
-        sampling: match args.sampling.unwrap_or(SamplingArg::Sequential) {
-            SamplingArg::Sequential => Sampling::Sequential,
-            SamplingArg::Random => Sampling::Random,
-        },
+        sampling: args.sampling.unwrap_or(Sampling::Sequential),
         seed: args.seed.unwrap_or(d.seed),
         init: args.init_range.map_or(InitScheme::Pytorch, InitScheme::Uniform),
     };
@@ -433,12 +369,11 @@ fn fresh_configs(args: &TrainArgs) -> anyhow::Result<(DataSpec, TokenizerSpec, T
 }
 
 fn model_config(args: &TrainArgs, vocab_size: usize) -> anyhow::Result<LmConfig> {
-    let kind = match (args.model.unwrap_or(ModelArg::Lstm), args.nonlinearity) {
-        (ModelArg::Rnn, Some(NonlinearityArg::Relu)) => CellKind::RnnRelu,
-        (ModelArg::Rnn, _) => CellKind::RnnTanh,
-        (other, Some(_)) => bail!("--nonlinearity only applies to --model rnn, not {other:?}"),
-        (ModelArg::Lstm, None) => CellKind::Lstm,
-        (ModelArg::Gru, None) => CellKind::Gru,
+    let kind = match (args.model.unwrap_or(CellKind::Lstm), args.nonlinearity) {
+        (CellKind::RnnTanh | CellKind::RnnRelu, Some(NonlinearityArg::Relu)) => CellKind::RnnRelu,
+        (CellKind::RnnTanh | CellKind::RnnRelu, _) => CellKind::RnnTanh,
+        (other, Some(_)) => bail!("--nonlinearity only applies to --model rnn, not {}", other.short_name()),
+        (other, None) => other,
     };
     let hidden = args.hidden.unwrap_or(256);
     let dropout = args.dropout.unwrap_or(0.0);
@@ -702,7 +637,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         );
         (trainer, prepared.tokenizer, cfg, data_spec, prepared.test, run_dir)
     };
-    trainer.set_implementation(args.implementation.into());
+    trainer.set_implementation(args.implementation);
     if trainer.model().config().embed.is_none() && trainer.model().config().vocab_size > 2000 {
         println!(
             "note: one-hot input over {} tokens is slow and large; --embed E (for example 200) is the usual choice",

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use crate::cell::{self, CellShape, CellWeights, State};
 use crate::config::{CellConfig, CellKind};
 use crate::error::{Error, Result};
-use crate::layer::check_dtype;
+use crate::rnn_base::check_dtype;
 
 /// One recurrent step of any [`CellKind`], with parameters `weight_ih`, `weight_hh`,
 /// `bias_ih`, `bias_hh` under PyTorch's names.
@@ -49,7 +49,8 @@ impl Cell {
     }
 
     /// One step: `input` (N, input_size) or unbatched (input_size); `hx`/`cx` (N, H) or (H),
-    /// zeros when `None` (`cx` only for LSTM). Returns the new state shaped like the input.
+    /// zeros when `None` (`cx` only for LSTM, given together with `hx`). Returns the new state
+    /// shaped like the input.
     pub fn forward_state(&self, input: &Tensor, hx: Option<&Tensor>, cx: Option<&Tensor>) -> Result<State> {
         let cfg = &self.config;
         check_dtype("input", input, self.weights.weight_ih.dtype())?;
@@ -76,9 +77,16 @@ impl Cell {
         };
         let h = state("hx", hx)?;
         let c = match (cfg.kind.has_cell_state(), cx) {
+            // PyTorch takes an LSTMCell's state as the pair (hx, cx): both or neither.
+            (true, None) if hx.is_some() => {
+                return Err(Error::State("hx was given without cx: an LSTMCell takes both or neither".into()))
+            }
+            (true, Some(_)) if hx.is_none() => {
+                return Err(Error::State("cx was given without hx: an LSTMCell takes both or neither".into()))
+            }
             (true, cx) => Some(state("cx", cx)?),
             (false, None) => None,
-            (false, Some(_)) => return Err(Error::Config("cx was given, but only LSTMCell has a cell state".into())),
+            (false, Some(_)) => return Err(Error::State("cx was given, but only LSTMCell has a cell state".into())),
         };
         let gi = self.weights.input_gates(&x)?;
         let next = cell::step(cfg.kind, &self.weights, &gi, &State { h, c })?;

@@ -12,21 +12,74 @@ use crate::error::{Error, Result};
 use crate::fused;
 use crate::lengths::{validate_lengths, StepMasks};
 
+/// The states of every layer and direction of a sequence layer, stacked on the first dimension
+/// (index = layer * D + direction): `h` (D*num_layers, N, H_out) and, for LSTM only, `c`
+/// (D*num_layers, N, H); unbatched, without the N dimension. Both the initial state a forward
+/// pass starts from and the final state it ends with.
+#[derive(Clone, Debug)]
+pub struct StackedState {
+    /// Hidden states (PyTorch's `h_0` / `h_n`).
+    pub h: Tensor,
+    /// Cell states (PyTorch's `c_0` / `c_n`), LSTM only.
+    pub c: Option<Tensor>,
+}
+
+impl StackedState {
+    /// The state as separately given tensors: `None` when neither is given, an error when only
+    /// `c` is (PyTorch takes an LSTM's initial state as the pair `(h_0, c_0)`).
+    pub fn from_parts(h: Option<&Tensor>, c: Option<&Tensor>) -> Result<Option<Self>> {
+        match (h, c) {
+            (None, None) => Ok(None),
+            (Some(h), c) => Ok(Some(StackedState { h: h.clone(), c: c.cloned() })),
+            (None, Some(_)) => Err(Error::State("c0 was given without h0: an LSTM takes both or neither".into())),
+        }
+    }
+}
+
 /// Output of a sequence layer, shaped as PyTorch shapes it.
 #[derive(Clone, Debug)]
 pub struct SeqOutput {
     /// (L, N, D*H_out), or (N, L, D*H_out) with `batch_first`, or (L, D*H_out) unbatched.
     /// Positions past a sequence's length are zero.
     pub output: Tensor,
-    /// Final hidden states (D*num_layers, N, H_out), or (D*num_layers, H_out) unbatched;
-    /// index = layer * D + direction.
-    pub h_n: Tensor,
-    /// Final cell states (D*num_layers, N, H) for LSTM, else `None`.
-    pub c_n: Option<Tensor>,
+    /// The final states (PyTorch's `h_n`, and `c_n` for LSTM).
+    pub state: StackedState,
 }
 
-/// Which code runs the recurrence of a layer.
+/// How a sequence layer runs, besides its input and initial state. The default: evaluation
+/// mode, every sequence as long as the input.
+///
+/// ```
+/// use seqmodels::ForwardOptions;
+/// let lengths = [5, 2, 4];
+/// let options = ForwardOptions::training().with_lengths(&lengths);
+/// assert!(options.train && options.lengths == Some(&lengths[..]));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForwardOptions<'a> {
+    /// One length in 1..=L per batch element, with PyTorch's packed-sequence semantics: each
+    /// sequence stops at its length, the reverse direction starts at its last valid step,
+    /// outputs past the length are zero. `None`: every sequence has length L.
+    pub lengths: Option<&'a [usize]>,
+    /// Training mode: dropout between layers is applied.
+    pub train: bool,
+}
+
+impl<'a> ForwardOptions<'a> {
+    /// Training mode (dropout between layers), full lengths.
+    pub fn training() -> Self {
+        ForwardOptions { lengths: None, train: true }
+    }
+
+    /// These options with variable sequence `lengths`.
+    pub fn with_lengths(self, lengths: &'a [usize]) -> Self {
+        ForwardOptions { lengths: Some(lengths), ..self }
+    }
+}
+
+/// Which code runs the recurrence of a layer (`auto`, `fused` or `composed` on the command line).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Implementation {
     /// The fused whole-sequence kernels on the CPU (f32 or f64), else the composed path (also on
     /// CUDA for now: see docs/cuda.md).
@@ -51,6 +104,17 @@ pub struct RnnBase {
     weights: Vec<CellWeights>,
     dropout: SeededDropout,
     implementation: Implementation,
+}
+
+impl Implementation {
+    /// `auto`, `fused` or `composed`, as on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Auto => "auto",
+            Implementation::Fused => "fused",
+            Implementation::Composed => "composed",
+        }
+    }
 }
 
 impl RnnBase {
@@ -114,75 +178,35 @@ impl RnnBase {
     /// Runs the whole sequence.
     ///
     /// - `input`: (L, N, input_size), (N, L, input_size) with `batch_first`, or (L, input_size).
-    /// - `h0`: (D*num_layers, N, H_out) (unbatched: (D*num_layers, H_out)); zeros when `None`.
-    /// - `c0`: LSTM only, (D*num_layers, N, H); zeros when `None`.
-    /// - `lengths`: one length in 1..=L per batch element, with PyTorch's packed-sequence
-    ///   semantics: each sequence stops at its length, the reverse direction starts at its last
-    ///   valid step, outputs past the length are zero.
-    /// - `train`: applies dropout between layers.
-    pub fn forward_states(
+    /// - `initial`: the stacked initial state ([`StackedState`]); zeros when `None`. An LSTM
+    ///   needs both `h` and `c`, the other kinds only `h`.
+    /// - `options`: variable lengths and training mode ([`ForwardOptions`]).
+    pub fn forward(
         &self,
         input: &Tensor,
-        h0: Option<&Tensor>,
-        c0: Option<&Tensor>,
-        lengths: Option<&[usize]>,
-        train: bool,
+        initial: Option<&StackedState>,
+        options: ForwardOptions,
     ) -> Result<SeqOutput> {
         let cfg = &self.config;
-        let dtype = self.weights[0].weight_ih.dtype();
-        check_dtype("input", input, dtype)?;
-        let batched = match input.rank() {
-            3 => true,
-            2 => false,
-            _ => {
-                let expected = if cfg.batch_first { "(N, L, input_size)" } else { "(L, N, input_size)" };
-                return Err(Error::shape("input", format!("{expected} or unbatched (L, input_size)"), input.dims()));
-            }
-        };
-        let x = match (batched, cfg.batch_first) {
-            (false, _) => input.unsqueeze(1)?,
-            (true, true) => input.transpose(0, 1)?,
-            (true, false) => input.clone(),
-        };
-        let (seq_len, batch, features) = x.dims3()?;
-        if features != cfg.input_size || seq_len == 0 || batch == 0 {
-            let expected = format!("a non-empty sequence with input_size = {} features", cfg.input_size);
-            return Err(Error::shape("input", expected, input.dims()));
-        }
-        if lengths.is_some() && !batched {
+        let (x, batched) = self.time_major(input)?;
+        let (seq_len, batch, _) = x.dims3()?;
+        if options.lengths.is_some() && !batched {
             return Err(Error::Lengths("lengths need a batched input (unbatched input has one sequence)".into()));
         }
-        let fused = match self.implementation {
-            Implementation::Composed => false,
-            Implementation::Auto => fused::chosen_by_default(&x),
-            Implementation::Fused if fused::supports(&x) => true,
-            Implementation::Fused => {
-                let found = format!("{:?} on {:?}", x.dtype(), x.device().location());
-                let need = "f32 or f64 on the CPU, or f32 on CUDA (with the `cuda` feature)";
-                return Err(Error::Config(format!("the fused kernels need {need}, found {found}")));
-            }
-        };
-        if let Some(l) = lengths {
+        let fused = self.runs_fused(&x)?;
+        if let Some(l) = options.lengths {
             validate_lengths(l, seq_len, batch)?;
         }
         // Lengths that are all full change nothing: both paths then skip the masking.
-        let lengths = lengths.filter(|l| l.iter().any(|&n| n < seq_len));
+        let lengths = options.lengths.filter(|l| l.iter().any(|&n| n < seq_len));
         let masks = match (fused, lengths) {
-            (false, Some(l)) => StepMasks::new(l, seq_len, batch, dtype, x.device())?,
+            (false, Some(l)) => StepMasks::new(l, seq_len, batch, x.dtype(), x.device())?,
             _ => None,
         };
-
-        let stacked = cfg.num_layers * cfg.num_directions();
-        let h0 = initial_state("h0", h0, [stacked, batch, cfg.output_size()], batched, &x)?;
-        let c0 = match (cfg.kind.has_cell_state(), c0) {
-            (true, c0) => Some(initial_state("c0", c0, [stacked, batch, cfg.hidden_size], batched, &x)?),
-            (false, None) => None,
-            (false, Some(_)) => {
-                return Err(Error::Config(format!("c0 was given, but {} has no cell state", cfg.kind.layer_name())))
-            }
-        };
+        let (h0, c0) = self.initial_states(initial, batched, &x)?;
 
         let mut layer_input = x;
+        let stacked = cfg.num_layers * cfg.num_directions();
         let (mut h_n, mut c_n) = (Vec::with_capacity(stacked), Vec::with_capacity(stacked));
         for layer in 0..cfg.num_layers {
             let mut outputs = Vec::with_capacity(cfg.num_directions());
@@ -203,7 +227,7 @@ impl RnnBase {
                 c_n.extend(last.c);
             }
             let mut out = Tensor::cat(&outputs, 2)?;
-            if train && cfg.dropout > 0.0 && layer + 1 < cfg.num_layers {
+            if options.train && cfg.dropout > 0.0 && layer + 1 < cfg.num_layers {
                 out = self.dropout.apply(&out)?;
             }
             layer_input = out;
@@ -219,19 +243,71 @@ impl RnnBase {
         } else if cfg.batch_first {
             output = output.transpose(0, 1)?;
         }
-        Ok(SeqOutput { output, h_n, c_n })
+        Ok(SeqOutput { output, state: StackedState { h: h_n, c: c_n } })
     }
 
-    /// [`Self::forward_states`] for kinds without a cell state: returns `(output, h_n)`.
-    pub fn forward_hidden(
+    /// The input checked and laid out as (L, N, input_size), and whether it was batched.
+    fn time_major(&self, input: &Tensor) -> Result<(Tensor, bool)> {
+        let cfg = &self.config;
+        check_dtype("input", input, self.weights[0].weight_ih.dtype())?;
+        let batched = match input.rank() {
+            3 => true,
+            2 => false,
+            _ => {
+                let expected = if cfg.batch_first { "(N, L, input_size)" } else { "(L, N, input_size)" };
+                return Err(Error::shape("input", format!("{expected} or unbatched (L, input_size)"), input.dims()));
+            }
+        };
+        let x = match (batched, cfg.batch_first) {
+            (false, _) => input.unsqueeze(1)?,
+            (true, true) => input.transpose(0, 1)?,
+            (true, false) => input.clone(),
+        };
+        let (seq_len, batch, features) = x.dims3()?;
+        if features != cfg.input_size || seq_len == 0 || batch == 0 {
+            let expected = format!("a non-empty sequence with input_size = {} features", cfg.input_size);
+            return Err(Error::shape("input", expected, input.dims()));
+        }
+        Ok((x, batched))
+    }
+
+    /// Whether the fused kernels run the recurrence of `x`, as [`Self::implementation`] asks.
+    fn runs_fused(&self, x: &Tensor) -> Result<bool> {
+        match self.implementation {
+            Implementation::Composed => Ok(false),
+            Implementation::Auto => Ok(fused::chosen_by_default(x)),
+            Implementation::Fused if fused::supports(x) => Ok(true),
+            Implementation::Fused => {
+                let found = format!("{:?} on {:?}", x.dtype(), x.device().location());
+                let need = "f32 or f64 on the CPU, or f32 on CUDA (with the `cuda` feature)";
+                Err(Error::Config(format!("the fused kernels need {need}, found {found}")))
+            }
+        }
+    }
+
+    /// The initial `h0` and (LSTM) `c0`, checked and batched as (D*num_layers, N, size), zeros
+    /// where not given.
+    fn initial_states(
         &self,
-        input: &Tensor,
-        h0: Option<&Tensor>,
-        lengths: Option<&[usize]>,
-        train: bool,
-    ) -> Result<(Tensor, Tensor)> {
-        let out = self.forward_states(input, h0, None, lengths, train)?;
-        Ok((out.output, out.h_n))
+        initial: Option<&StackedState>,
+        batched: bool,
+        x: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let cfg = &self.config;
+        let (stacked, batch) = (cfg.num_layers * cfg.num_directions(), x.dim(1)?);
+        let (h0, c0) = (initial.map(|s| &s.h), initial.and_then(|s| s.c.as_ref()));
+        let h0 = initial_state("h0", h0, [stacked, batch, cfg.output_size()], batched, x)?;
+        let c0 = match (cfg.kind.has_cell_state(), c0) {
+            (true, None) if initial.is_some() => {
+                return Err(Error::State("h0 was given without c0: an LSTM takes both or neither".into()))
+            }
+            (true, c0) => Some(initial_state("c0", c0, [stacked, batch, cfg.hidden_size], batched, x)?),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(Error::State(format!("c0 was given, but {} has no cell state", cfg.kind.layer_name())))
+            }
+        };
+        Ok((h0, c0))
     }
 
     /// The composed path: steps one direction through the sequence with candle ops; returns the outputs (L, N, H_out) in time

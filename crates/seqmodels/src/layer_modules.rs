@@ -7,9 +7,10 @@ use candle_nn::VarBuilder;
 
 use crate::config::{CellKind, RnnConfig};
 use crate::error::{Error, Result};
-use crate::layer::RnnBase;
+use crate::rnn_base::{ForwardOptions, RnnBase, StackedState};
 
-/// The final (or initial) states of an LSTM: `h` (D*num_layers, N, H_out), `c` (D*num_layers, N, H).
+/// The initial (or final) states of every layer and direction of an LSTM, stacked:
+/// `h` (D*num_layers, N, H_out), `c` (D*num_layers, N, H); PyTorch's `(h_0, c_0)` pair.
 #[derive(Clone, Debug)]
 pub struct LstmState {
     /// Hidden states.
@@ -23,6 +24,18 @@ fn base_of_kind(config: RnnConfig, allowed: &[CellKind], vb: VarBuilder) -> Resu
         return Err(Error::Config(format!("this layer type needs kind {allowed:?}, found {:?}", config.kind)));
     }
     RnnBase::new(config, vb)
+}
+
+/// The forward of the kinds whose state is `h` alone (RNN, GRU): `(output, h_n)`.
+fn forward_hidden(
+    base: &RnnBase,
+    input: &Tensor,
+    h0: Option<&Tensor>,
+    options: ForwardOptions,
+) -> Result<(Tensor, Tensor)> {
+    let initial = h0.map(|h| StackedState { h: h.clone(), c: None });
+    let out = base.forward(input, initial.as_ref(), options)?;
+    Ok((out.output, out.state.h))
 }
 
 /// `nn.RNN`: a multi-layer Elman RNN with tanh or relu.
@@ -51,18 +64,17 @@ impl RNN {
 
     /// Evaluation-mode forward: returns `(output, h_n)`.
     pub fn forward(&self, input: &Tensor, h0: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        self.forward_with(input, h0, None, false)
+        self.forward_with(input, h0, ForwardOptions::default())
     }
 
-    /// Forward with variable `lengths` and training mode (dropout); returns `(output, h_n)`.
+    /// Forward with variable lengths or in training mode (dropout); returns `(output, h_n)`.
     pub fn forward_with(
         &self,
         input: &Tensor,
         h0: Option<&Tensor>,
-        lengths: Option<&[usize]>,
-        train: bool,
+        options: ForwardOptions,
     ) -> Result<(Tensor, Tensor)> {
-        self.0.forward_hidden(input, h0, lengths, train)
+        forward_hidden(&self.0, input, h0, options)
     }
 }
 
@@ -78,18 +90,17 @@ impl GRU {
 
     /// Evaluation-mode forward: returns `(output, h_n)`.
     pub fn forward(&self, input: &Tensor, h0: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        self.forward_with(input, h0, None, false)
+        self.forward_with(input, h0, ForwardOptions::default())
     }
 
-    /// Forward with variable `lengths` and training mode (dropout); returns `(output, h_n)`.
+    /// Forward with variable lengths or in training mode (dropout); returns `(output, h_n)`.
     pub fn forward_with(
         &self,
         input: &Tensor,
         h0: Option<&Tensor>,
-        lengths: Option<&[usize]>,
-        train: bool,
+        options: ForwardOptions,
     ) -> Result<(Tensor, Tensor)> {
-        self.0.forward_hidden(input, h0, lengths, train)
+        forward_hidden(&self.0, input, h0, options)
     }
 }
 
@@ -105,26 +116,26 @@ impl LSTM {
 
     /// Evaluation-mode forward: returns `(output, (h_n, c_n))`.
     pub fn forward(&self, input: &Tensor, state: Option<&LstmState>) -> Result<(Tensor, LstmState)> {
-        self.forward_with(input, state, None, false)
+        self.forward_with(input, state, ForwardOptions::default())
     }
 
-    /// Forward with variable `lengths` and training mode (dropout).
+    /// Forward with variable lengths or in training mode (dropout).
     pub fn forward_with(
         &self,
         input: &Tensor,
         state: Option<&LstmState>,
-        lengths: Option<&[usize]>,
-        train: bool,
+        options: ForwardOptions,
     ) -> Result<(Tensor, LstmState)> {
-        let (h0, c0) = (state.map(|s| &s.h), state.map(|s| &s.c));
-        let out = self.0.forward_states(input, h0, c0, lengths, train)?;
-        let c = out.c_n.ok_or_else(|| Error::Config("LSTM produced no cell state".into()))?;
-        Ok((out.output, LstmState { h: out.h_n, c }))
+        let initial = state.map(|s| StackedState { h: s.h.clone(), c: Some(s.c.clone()) });
+        let out = self.0.forward(input, initial.as_ref(), options)?;
+        let c = out.state.c.ok_or_else(|| Error::Config("LSTM produced no cell state".into()))?;
+        Ok((out.output, LstmState { h: out.state.h, c }))
     }
 }
 
 // Each layer type is its base plus a typed forward: `Deref` exposes the shared API
-// (`config`, `named_parameters`, `forward_states`, and `ModuleT` through `&*layer`).
+// (`config`, `named_parameters`, `ModuleT` through `&*layer`, and the untyped forward as
+// `RnnBase::forward(&layer, ..)`).
 impl Deref for RNN {
     type Target = RnnBase;
     fn deref(&self) -> &RnnBase {
@@ -149,6 +160,7 @@ impl Deref for LSTM {
 /// The output sequence only, with zero initial states.
 impl ModuleT for RnnBase {
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        Ok(self.forward_states(xs, None, None, None, train)?.output)
+        let options = ForwardOptions { lengths: None, train };
+        Ok(RnnBase::forward(self, xs, None, options)?.output)
     }
 }

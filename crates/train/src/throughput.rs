@@ -1,5 +1,5 @@
 //! Training and inference throughput of the language model, in the contract shared with
-//! `scripts/bench_torch.py` (issue 3): `seqlm bench` is the command-line front end.
+//! `scripts/bench_torch.py`: `seqlm bench` is the command-line front end.
 //!
 //! The model is [`crate::model::LanguageModel`]: embedding (or one-hot input when `embed` is 0)
 //! -> `layers` recurrent layers of `arch` -> linear decoder, with cross-entropy against
@@ -24,9 +24,10 @@
 //! --threads N` sets `RAYON_NUM_THREADS` before any work starts. The value in force is reported.
 //!
 //! ```no_run
-//! use seqmodels_train::bench::{run_bench, Arch, BenchConfig};
+//! use seqmodels::CellKind;
+//! use seqmodels_train::throughput::{run_bench, BenchConfig};
 //!
-//! let cfg = BenchConfig { arch: Arch::Gru, iters: 5, ..BenchConfig::default() };
+//! let cfg = BenchConfig { arch: CellKind::Gru, iters: 5, ..BenchConfig::default() };
 //! let report = run_bench(&cfg)?;
 //! println!("{}", serde_json::to_string(&report).unwrap());
 //! # Ok::<(), seqmodels_train::Error>(())
@@ -46,46 +47,14 @@ use crate::error::{Error, Result};
 use crate::model::{init_parameters, InitScheme, LanguageModel, LmConfig};
 use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
 
-/// The recurrent layer of the benchmarked model.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Arch {
-    /// `nn.LSTM`.
-    #[default]
-    Lstm,
-    /// `nn.GRU`.
-    Gru,
-    /// `nn.RNN` with tanh.
-    Rnn,
-}
-
-impl Arch {
-    /// `lstm`, `gru` or `rnn`, as on the command line and in the report.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::Lstm => "lstm",
-            Arch::Gru => "gru",
-            Arch::Rnn => "rnn",
-        }
-    }
-
-    /// The cell kind of the layers.
-    pub fn cell_kind(self) -> CellKind {
-        match self {
-            Arch::Lstm => CellKind::Lstm,
-            Arch::Gru => CellKind::Gru,
-            Arch::Rnn => CellKind::RnnTanh,
-        }
-    }
-}
-
-/// What to benchmark. The default is issue 3's configuration (a), the d2l character model with
+/// What to benchmark. The default is configuration (a) of BENCHMARKS.md, the d2l character model with
 /// an embedding: LSTM, V=28, E=28, H=256, 1 layer, B=32, T=35, 20 iterations after 3 warm-up,
 /// on the CPU. It serialises into the report, so the JSON line says what was measured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BenchConfig {
     /// The recurrent layer.
     #[serde(serialize_with = "as_str")]
-    pub arch: Arch,
+    pub arch: CellKind,
     /// Vocabulary size V.
     pub vocab: usize,
     /// Embedding size E; 0 feeds one-hot vectors of size V (as d2l does).
@@ -114,23 +83,23 @@ pub struct BenchConfig {
     pub device: DeviceChoice,
 }
 
-/// Serialises a value through its short name (`lstm`, `auto`, `cuda:1`, ...).
+/// Serialises a value through its name on the command line (`lstm`, `auto`, `cuda:1`, ...).
 fn as_str<T: Named, S: serde::Serializer>(value: &T, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&value.name())
 }
 
-/// Values the report shows by a short name.
+/// Values the report shows by their command-line name.
 trait Named {
     fn name(&self) -> String;
 }
-impl Named for Arch {
+impl Named for CellKind {
     fn name(&self) -> String {
-        self.as_str().into()
+        self.short_name().into()
     }
 }
 impl Named for Implementation {
     fn name(&self) -> String {
-        implementation_name(*self).into()
+        Implementation::name(*self).into()
     }
 }
 impl Named for DeviceChoice {
@@ -142,7 +111,7 @@ impl Named for DeviceChoice {
 impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
-            arch: Arch::Lstm,
+            arch: CellKind::Lstm,
             vocab: 28,
             embed: 28,
             hidden: 256,
@@ -180,7 +149,7 @@ impl BenchConfig {
     /// The language model's configuration: no dropout, no tied weights, time-major layers.
     pub fn lm_config(&self) -> LmConfig {
         let embed = (self.embed > 0).then_some(self.embed);
-        let mut rnn = RnnConfig::new(self.arch.cell_kind(), embed.unwrap_or(self.vocab), self.hidden);
+        let mut rnn = RnnConfig::new(self.arch, embed.unwrap_or(self.vocab), self.hidden);
         rnn.num_layers = self.layers;
         LmConfig { vocab_size: self.vocab, embed, rnn, dropout: 0.0, tie_weights: false }
     }
@@ -196,7 +165,7 @@ impl BenchConfig {
 /// layer l (E, or V with one-hot input, for l = 0; H above). Training counts 3x this (the
 /// backward pass as twice the forward). The same formula is in `scripts/bench_torch.py`.
 pub fn flops_per_token(cfg: &BenchConfig) -> f64 {
-    let gates = cfg.arch.cell_kind().num_gates() as f64;
+    let gates = cfg.arch.num_gates() as f64;
     let h = cfg.hidden as f64;
     let first_input = if cfg.embed > 0 { cfg.embed } else { cfg.vocab } as f64;
     let recurrent: f64 = (0..cfg.layers)
@@ -239,8 +208,8 @@ impl BenchReport {
         format!(
             "seqlm {} ({}, {}): train {:.0} tokens/s ({:.2} ms/iter, {:.1} GFLOP/s), infer {:.0} tokens/s \
              ({:.2} ms/iter, {:.1} GFLOP/s), {} threads, loss {:.4}",
-            self.config.arch.as_str(),
-            implementation_name(self.config.implementation),
+            self.config.arch.short_name(),
+            self.config.implementation.name(),
             self.config.device,
             self.train_tokens_per_s,
             self.train_ms_median,
@@ -251,15 +220,6 @@ impl BenchReport {
             self.threads,
             self.loss
         )
-    }
-}
-
-/// `auto`, `fused` or `composed`.
-pub fn implementation_name(implementation: Implementation) -> &'static str {
-    match implementation {
-        Implementation::Auto => "auto",
-        Implementation::Fused => "fused",
-        Implementation::Composed => "composed",
     }
 }
 

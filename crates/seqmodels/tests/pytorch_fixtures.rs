@@ -6,17 +6,17 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use seqmodels::parity::{compare, run_module, RunOptions, Tolerances};
 use seqmodels::state_dict::read_safetensors;
 use seqmodels::{CellConfig, LSTMCell, LoadOptions, ModuleSpec};
-use seqmodels_workspace::train::compare::{compare, Tolerances};
-use seqmodels_workspace::train::forward::{run_module, RunOptions};
 
-/// `tests/fixtures`, found through CARGO_MANIFEST_DIR at run time when set (cargo sets it; so does
-/// scripts/gpu_check.sh for a test binary carried to another machine), else where it was built.
+/// The repository's `tests/fixtures`, found through CARGO_MANIFEST_DIR at run time when set (cargo
+/// sets it; so does scripts/gpu_check.sh for a test binary carried to another machine), else where
+/// it was built.
 fn fixtures() -> PathBuf {
     let root =
         std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    root.join("tests/fixtures")
+    root.join("../../tests/fixtures")
 }
 
 fn load(dir: &Path, file: &str) -> HashMap<String, Tensor> {
