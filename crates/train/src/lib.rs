@@ -11,6 +11,7 @@ pub mod forward;
 pub mod generate;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod optim;
 pub mod schedule;
 pub mod tokenizer;

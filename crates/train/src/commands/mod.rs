@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod corpus;
 pub mod eval;
+pub mod export;
 pub mod forward;
 pub mod generate;
+pub mod import;
 pub mod init;
 pub mod train;
