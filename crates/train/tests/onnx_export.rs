@@ -51,13 +51,7 @@ fn configs() -> Vec<RnnConfig> {
         for (layers, bidirectional, batch_first, bias) in
             [(1, false, false, true), (2, true, true, true), (3, true, false, false), (2, false, true, false)]
         {
-            out.push(RnnConfig {
-                num_layers: layers,
-                bidirectional,
-                batch_first,
-                bias,
-                ..RnnConfig::new(kind, 3, 4)
-            });
+            out.push(RnnConfig { num_layers: layers, bidirectional, batch_first, bias, ..RnnConfig::new(kind, 3, 4) });
         }
     }
     out
@@ -133,7 +127,8 @@ fn exported_layers_use_onnx_gate_order_and_split_biases() {
 
 #[test]
 fn exported_language_models_import_back() {
-    let lm = |vocab_size, embed, rnn: RnnConfig, tie_weights| LmConfig { vocab_size, embed, rnn, dropout: 0.0, tie_weights };
+    let lm =
+        |vocab_size, embed, rnn: RnnConfig, tie_weights| LmConfig { vocab_size, embed, rnn, dropout: 0.0, tie_weights };
     let cases = [
         lm(11, Some(6), RnnConfig { num_layers: 2, ..RnnConfig::lstm(6, 5) }, false),
         lm(11, Some(8), RnnConfig { bidirectional: true, ..RnnConfig::gru(8, 4) }, true),

@@ -38,15 +38,18 @@ pub struct ExportArgs {
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     let model = match (&args.checkpoint, &args.config, &args.weights) {
         (Some(dir), _, _) => {
-            let loaded = checkpoint::load(dir, &Device::Cpu)
-                .with_context(|| format!("loading checkpoint {}", dir.display()))?;
+            let loaded =
+                checkpoint::load(dir, &Device::Cpu).with_context(|| format!("loading checkpoint {}", dir.display()))?;
             export_language_model(&loaded.model).with_context(|| format!("exporting {}", dir.display()))?
         }
         (None, Some(config), Some(weights)) => {
             let cfg = match ModuleSpec::from_file(config)? {
                 ModuleSpec::Layer(cfg) => cfg,
                 ModuleSpec::Cell(_) => {
-                    bail!("{}: a cell; expected RNN, LSTM or GRU (ONNX's operators run whole sequences)", config.display())
+                    bail!(
+                        "{}: a cell; expected RNN, LSTM or GRU (ONNX's operators run whole sequences)",
+                        config.display()
+                    )
                 }
             };
             let tensors = state_dict::read_safetensors(weights).context("reading --weights")?;

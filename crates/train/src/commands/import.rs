@@ -55,7 +55,11 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
             );
         }
         (Imported::Module(m), Some(_)) => {
-            bail!("{} is a lone {} without embedding and decoder: drop --vocab", args.onnx.display(), describe(&m.config))
+            bail!(
+                "{} is a lone {} without embedding and decoder: drop --vocab",
+                args.onnx.display(),
+                describe(&m.config)
+            )
         }
         (Imported::LanguageModel(_), None) => {
             bail!("{} is a language model: give its vocabulary with --vocab", args.onnx.display())

@@ -117,7 +117,15 @@ pub fn export_language_model(model: &LanguageModel) -> Result<ModelProto> {
             g.node("OneHot", &[&time_major, &depth, &values], &[x], vec![int("axis", -1)]);
         }
     }
-    let io = LayerIo { x, h0: "h0", c0: lstm.then_some("c0"), lengths: None, y: "rnn_output", h_n: "h_n", c_n: lstm.then_some("c_n") };
+    let io = LayerIo {
+        x,
+        h0: "h0",
+        c0: lstm.then_some("c0"),
+        lengths: None,
+        y: "rnn_output",
+        h_n: "h_n",
+        c_n: lstm.then_some("c_n"),
+    };
     let rnn_params: HashMap<String, Tensor> =
         params.iter().filter_map(|(k, v)| k.strip_prefix("rnn.").map(|n| (n.to_string(), v.clone()))).collect();
     recurrent_layers(&mut g, rnn, &rnn_params, "rnn.", &io)?;
@@ -307,7 +315,11 @@ impl GraphBuilder {
             })
             .collect();
         let tensor_type = TensorTypeProto { elem_type, shape: Some(TensorShapeProto { dim }) };
-        ValueInfoProto { name: name.into(), r#type: Some(TypeProto { tensor_type: Some(tensor_type) }), ..Default::default() }
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto { tensor_type: Some(tensor_type) }),
+            ..Default::default()
+        }
     }
 
     fn input(&mut self, name: &str, elem_type: i32, dims: &[Dim]) {

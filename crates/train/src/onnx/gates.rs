@@ -17,8 +17,8 @@ use super::error::{OnnxError, Result};
 /// ONNX's gates as PyTorch gate indices: ONNX gate `j` is PyTorch gate `onnx_gates(kind)[j]`.
 fn onnx_gates(kind: CellKind) -> &'static [usize] {
     match kind {
-        CellKind::Lstm => &[0, 3, 1, 2],          // i, o, f, c  <-  i, f, g, o
-        CellKind::Gru => &[1, 0, 2],              // z, r, h     <-  r, z, n
+        CellKind::Lstm => &[0, 3, 1, 2], // i, o, f, c  <-  i, f, g, o
+        CellKind::Gru => &[1, 0, 2],     // z, r, h     <-  r, z, n
         CellKind::RnnTanh | CellKind::RnnRelu => &[0],
     }
 }
@@ -49,10 +49,7 @@ pub struct OnnxLayerWeights {
 /// Layer `layer` of `cfg` in ONNX's form, from PyTorch-named parameters (`weight_ih_l0`, ...).
 pub fn to_onnx(cfg: &RnnConfig, params: &HashMap<String, Tensor>, layer: usize) -> Result<OnnxLayerWeights> {
     let get = |name: String| {
-        params
-            .get(&name)
-            .ok_or_else(|| OnnxError::Malformed(format!("missing parameter `{name}`")))
-            .map(|t| t.clone())
+        params.get(&name).ok_or_else(|| OnnxError::Malformed(format!("missing parameter `{name}`"))).map(|t| t.clone())
     };
     let (order, h) = (onnx_gates(cfg.kind), cfg.hidden_size);
     let (mut w, mut r, mut b) = (Vec::new(), Vec::new(), Vec::new());
@@ -122,7 +119,8 @@ mod tests {
         }
         let onnx = to_onnx(&cfg, &params, 0).unwrap();
         assert_eq!(onnx.w.dims(), &[2, 4, 2]);
-        let first_column: Vec<f32> = onnx.w.get(1).unwrap().narrow(1, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let first_column: Vec<f32> =
+            onnx.w.get(1).unwrap().narrow(1, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(first_column, vec![10.0, 13.0, 11.0, 12.0]); // i, o, f, g of the reverse direction
         let b: Vec<f32> = onnx.b.as_ref().unwrap().get(0).unwrap().to_vec1().unwrap();
         assert_eq!(b, vec![0.5, 3.5, 1.5, 2.5, 0.25, 3.25, 1.25, 2.25]);

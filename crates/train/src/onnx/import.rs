@@ -107,7 +107,9 @@ impl<'a> Values<'a> {
             }
             match node.op_type.as_str() {
                 "Constant" => {
-                    if let (Some(out), Some(t)) = (node.output.first(), attribute(node, "value").and_then(|a| a.t.as_ref())) {
+                    if let (Some(out), Some(t)) =
+                        (node.output.first(), attribute(node, "value").and_then(|a| a.t.as_ref()))
+                    {
                         constants.insert(out.as_str(), t);
                     }
                 }
@@ -141,7 +143,9 @@ impl<'a> Values<'a> {
             Some(t) => Ok(Some(to_f32(t)?)),
             None => Err(unsupported(
                 node,
-                format!("its {what} `{name}` is computed in the graph: expected a constant (export with constant folding)"),
+                format!(
+                    "its {what} `{name}` is computed in the graph: expected a constant (export with constant folding)"
+                ),
             )),
         }
     }
@@ -186,7 +190,10 @@ impl<'a> Parts<'a> {
                 }
                 "OneHot" => {
                     if !before_layers || parts.embedding.is_some() || parts.one_hot.is_some() {
-                        return Err(unsupported(node, "expected one one-hot input, before the recurrent layers".into()));
+                        return Err(unsupported(
+                            node,
+                            "expected one one-hot input, before the recurrent layers".into(),
+                        ));
                     }
                     parts.one_hot = Some(node);
                 }
@@ -225,9 +232,8 @@ fn is_matrix(t: Option<&TensorProto>) -> bool {
 
 /// The decoder of a `Gemm` (`y = x B^T + C` with `transB = 1`, or `x B + C`) or `MatMul` node.
 fn decoder(node: &NodeProto, values: &Values) -> Result<Decoder> {
-    let weight = values
-        .float_input(node, 1, "weight")?
-        .ok_or_else(|| unsupported(node, "expected a weight input".into()))?;
+    let weight =
+        values.float_input(node, 1, "weight")?.ok_or_else(|| unsupported(node, "expected a weight input".into()))?;
     if weight.rank() != 2 {
         return Err(unsupported(node, format!("expected a weight matrix, found dims {:?}", weight.dims())));
     }
@@ -289,15 +295,16 @@ fn recurrent(nodes: &[&NodeProto], values: &Values) -> Result<(RnnConfig, Vec<(S
 /// Whether the first layer reads its input through a (N, T, F) -> (T, N, F) transpose, as
 /// `torch.onnx.export` writes a `batch_first` module.
 fn batch_first(first: &NodeProto, values: &Values) -> bool {
-    values.producer(&first.input[0]).is_some_and(|p| {
-        p.op_type == "Transpose" && attribute(p, "perm").is_some_and(|a| a.ints == [1, 0, 2])
-    })
+    values
+        .producer(&first.input[0])
+        .is_some_and(|p| p.op_type == "Transpose" && attribute(p, "perm").is_some_and(|a| a.ints == [1, 0, 2]))
 }
 
 /// Reads one `LSTM`, `GRU` or `RNN` node, refusing the options PyTorch's modules do not have.
 fn layer(node: &NodeProto, values: &Values) -> Result<Layer> {
     let strings = |name: &str| -> Vec<String> {
-        attribute(node, name).map_or(Vec::new(), |a| a.strings.iter().map(|s| String::from_utf8_lossy(s).into()).collect())
+        attribute(node, name)
+            .map_or(Vec::new(), |a| a.strings.iter().map(|s| String::from_utf8_lossy(s).into()).collect())
     };
     for name in ["clip", "activation_alpha", "activation_beta"] {
         if attribute(node, name).is_some() {
@@ -308,7 +315,8 @@ fn layer(node: &NodeProto, values: &Values) -> Result<Layer> {
     if int_attr("layout").unwrap_or(0) != 0 {
         return Err(unsupported(node, "layout = 1 (batch-major states): expected layout = 0".into()));
     }
-    let direction = attribute(node, "direction").map_or("forward".to_string(), |a| String::from_utf8_lossy(&a.s).into());
+    let direction =
+        attribute(node, "direction").map_or("forward".to_string(), |a| String::from_utf8_lossy(&a.s).into());
     let d = match direction.as_str() {
         "forward" => 1,
         "bidirectional" => 2,
@@ -316,7 +324,8 @@ fn layer(node: &NodeProto, values: &Values) -> Result<Layer> {
     };
     let activations = strings("activations");
     let default_activations = |per_direction: &[&str]| {
-        activations.is_empty() || activations == per_direction.repeat(d).iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        activations.is_empty()
+            || activations == per_direction.repeat(d).iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
     let kind = match node.op_type.as_str() {
         "LSTM" => {
@@ -359,7 +368,8 @@ fn layer(node: &NodeProto, values: &Values) -> Result<Layer> {
     let gh = kind.num_gates() * hidden;
     // Expected dimensions; `None` accepts any size.
     let check = |what: &str, t: &Tensor, expected: &[Option<usize>]| -> Result<()> {
-        let ok = t.dims().len() == expected.len() && t.dims().iter().zip(expected).all(|(&f, e)| e.is_none_or(|e| e == f));
+        let ok =
+            t.dims().len() == expected.len() && t.dims().iter().zip(expected).all(|(&f, e)| e.is_none_or(|e| e == f));
         if ok {
             Ok(())
         } else {
@@ -399,7 +409,10 @@ fn language_model(
     if let Some(node) = parts.one_hot {
         let depth = node.input.get(1).and_then(|n| values.constant(n)).map(to_i64).transpose()?;
         if depth.as_deref() != Some(&[vocab_size as i64][..]) {
-            return Err(unsupported(node, format!("expected a constant depth equal to the vocabulary size {vocab_size}, found {depth:?}")));
+            return Err(unsupported(
+                node,
+                format!("expected a constant depth equal to the vocabulary size {vocab_size}, found {depth:?}"),
+            ));
         }
     }
     let bias = match &decoder.bias {

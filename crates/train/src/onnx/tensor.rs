@@ -31,10 +31,7 @@ pub fn int64_tensor(name: &str, dims: &[usize], values: &[i64]) -> TensorProto {
 
 /// The dimensions of `t`, refusing negative ones.
 pub fn dims(t: &TensorProto) -> Result<Vec<usize>> {
-    t.dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| malformed(t, format!("negative dimension {d}"))))
-        .collect()
+    t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| malformed(t, format!("negative dimension {d}")))).collect()
 }
 
 /// A float `TensorProto` (FLOAT or DOUBLE, in `raw_data` or the typed field) as an f32 tensor.
@@ -87,7 +84,12 @@ fn check_location(t: &TensorProto) -> Result<()> {
 }
 
 /// Decodes `count` little-endian values of `N` bytes each.
-fn from_le<const N: usize, T>(t: &TensorProto, raw: &[u8], count: usize, decode: impl Fn([u8; N]) -> T) -> Result<Vec<T>> {
+fn from_le<const N: usize, T>(
+    t: &TensorProto,
+    raw: &[u8],
+    count: usize,
+    decode: impl Fn([u8; N]) -> T,
+) -> Result<Vec<T>> {
     if raw.len() != count * N {
         return Err(malformed(t, format!("expected {} bytes of raw data, found {}", count * N, raw.len())));
     }
