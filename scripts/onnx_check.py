@@ -145,7 +145,6 @@ def random_lm(rng):
     if tie:
         embed = d * r["hidden_size"]
     r["input_size"] = embed or vocab
-    r.setdefault("nonlinearity", "tanh")
     r.update({"dropout": 0.0, "proj_size": 0})
     return {"vocab_size": vocab, "embed": embed, "rnn": r, "dropout": 0.0, "tie_weights": tie}
 
