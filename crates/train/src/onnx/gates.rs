@@ -49,7 +49,7 @@ pub struct OnnxLayerWeights {
 /// Layer `layer` of `cfg` in ONNX's form, from PyTorch-named parameters (`weight_ih_l0`, ...).
 pub fn to_onnx(cfg: &RnnConfig, params: &HashMap<String, Tensor>, layer: usize) -> Result<OnnxLayerWeights> {
     let get = |name: String| {
-        params.get(&name).ok_or_else(|| OnnxError::Malformed(format!("missing parameter `{name}`"))).map(|t| t.clone())
+        params.get(&name).ok_or_else(|| OnnxError::Malformed(format!("missing parameter `{name}`"))).cloned()
     };
     let (order, h) = (onnx_gates(cfg.kind), cfg.hidden_size);
     let (mut w, mut r, mut b) = (Vec::new(), Vec::new(), Vec::new());
