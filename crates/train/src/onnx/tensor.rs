@@ -40,9 +40,7 @@ pub fn to_f32(t: &TensorProto) -> Result<Tensor> {
     let shape = dims(t)?;
     let count: usize = shape.iter().product();
     let values: Vec<f32> = match t.data_type {
-        data_type::FLOAT if !t.raw_data.is_empty() => {
-            from_le::<4, f32>(t, &t.raw_data, count, |b| f32::from_le_bytes(b))?
-        }
+        data_type::FLOAT if !t.raw_data.is_empty() => from_le::<4, f32>(t, &t.raw_data, count, f32::from_le_bytes)?,
         data_type::FLOAT => t.float_data.clone(),
         data_type::DOUBLE if !t.raw_data.is_empty() => {
             from_le::<8, f32>(t, &t.raw_data, count, |b| f64::from_le_bytes(b) as f32)?
