@@ -8,6 +8,7 @@ pub mod error;
 pub mod generate;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod optim;
 pub mod schedule;
 pub mod throughput;

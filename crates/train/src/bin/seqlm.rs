@@ -35,6 +35,10 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Language-model training and inference throughput (tokens/s), as scripts/bench_torch.py.
     Bench(commands::bench::BenchArgs),
+    /// Write a checkpoint's language model, or a module and its weights, as an ONNX model.
+    Export(commands::export::ExportArgs),
+    /// Read an ONNX model (e.g. from torch.onnx.export) into module.json and weights, or a checkpoint.
+    Import(commands::import::ImportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,5 +65,7 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => commands::generate::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Export(args) => commands::export::run(&args),
+        Command::Import(args) => commands::import::run(&args),
     }
 }
