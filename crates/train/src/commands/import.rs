@@ -7,9 +7,9 @@ use anyhow::{bail, Context};
 use seqmodels::{CellKind, RnnConfig};
 
 use crate::checkpoint::{write_atomic, write_tensors, CheckpointConfig};
-use crate::commands::corpus::{CleanArg, TokenizerArg};
 use crate::onnx::{import, read_model, Imported};
 use crate::tokenizer::{TextTokenizer, TokenizerKind, TokenizerSpec};
+use seqmodels_data::Cleaning;
 
 /// Arguments of `seqlm import`.
 #[derive(Debug, clap::Args)]
@@ -23,10 +23,10 @@ pub struct ImportArgs {
     pub vocab: Option<PathBuf>,
     /// Language models: the kind of tokens [default: char].
     #[arg(long, value_enum, requires = "vocab")]
-    pub tokenizer: Option<TokenizerArg>,
+    pub tokenizer: Option<TokenizerKind>,
     /// Language models: the cleaning applied to texts and prefixes [default: d2l].
     #[arg(long, value_enum, requires = "vocab")]
-    pub clean: Option<CleanArg>,
+    pub clean: Option<Cleaning>,
     /// Language models with word tokens: the end-of-sentence token appended after every line.
     #[arg(long, value_name = "TOKEN", requires = "vocab")]
     pub eos: Option<String>,
@@ -65,12 +65,8 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
             bail!("{} is a language model: give its vocabulary with --vocab", args.onnx.display())
         }
         (Imported::LanguageModel(lm), Some(vocab)) => {
-            let kind = match args.tokenizer.unwrap_or(TokenizerArg::Char) {
-                TokenizerArg::Char => TokenizerKind::Char,
-                TokenizerArg::Word => TokenizerKind::Word,
-                TokenizerArg::Bpe => TokenizerKind::Bpe,
-            };
-            let cleaning = args.clean.unwrap_or(CleanArg::D2l).into();
+            let kind = args.tokenizer.unwrap_or(TokenizerKind::Char);
+            let cleaning = args.clean.unwrap_or(Cleaning::D2l);
             let spec = TokenizerSpec { kind, cleaning, eos: args.eos.clone() };
             let tokenizer = TextTokenizer::load(spec.clone(), vocab)
                 .with_context(|| format!("reading the vocabulary {}", vocab.display()))?;
