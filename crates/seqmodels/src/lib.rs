@@ -33,6 +33,7 @@ pub mod layers;
 pub mod lengths;
 pub mod linear;
 pub mod loss;
+pub mod memory;
 pub mod spec;
 pub mod state_dict;
 

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod run_dir;
 pub mod schedule;
 pub mod tokenizer;
 pub mod trainer;
