@@ -10,17 +10,20 @@ const FALLBACK_AVAILABLE: u64 = 8 << 30;
 /// Bytes of a buffer of `dims` elements of `elem_bytes` bytes each; an error naming `what` when
 /// the product overflows.
 pub fn bytes_of(what: &str, dims: &[usize], elem_bytes: usize) -> Result<u64> {
-    dims.iter()
-        .try_fold(elem_bytes as u64, |acc, &d| acc.checked_mul(d as u64))
-        .ok_or_else(|| Error::TooLarge { what: what.to_string(), bytes: None, available: available_bytes() })
+    dims.iter().try_fold(elem_bytes as u64, |acc, &d| acc.checked_mul(d as u64)).ok_or_else(|| Error::TooLarge {
+        what: what.to_string(),
+        bytes: None,
+        available: available_bytes(),
+    })
 }
 
 /// The sum of several sizes (from [`bytes_of`]), checked for overflow.
 pub fn sum_bytes(what: &str, parts: &[u64]) -> Result<u64> {
-    parts
-        .iter()
-        .try_fold(0u64, |acc, &b| acc.checked_add(b))
-        .ok_or_else(|| Error::TooLarge { what: what.to_string(), bytes: None, available: available_bytes() })
+    parts.iter().try_fold(0u64, |acc, &b| acc.checked_add(b)).ok_or_else(|| Error::TooLarge {
+        what: what.to_string(),
+        bytes: None,
+        available: available_bytes(),
+    })
 }
 
 /// Refuses `bytes` for `what` when they exceed the memory available now.

@@ -210,7 +210,10 @@ pub fn init_parameters(
     let what = "initialising the parameters";
     let bytes = memory::sum_bytes(
         what,
-        &[memory::bytes_of(what, &[cfg.num_parameters()], dtype.size_in_bytes())?, memory::bytes_of(what, &[largest], 8)?],
+        &[
+            memory::bytes_of(what, &[cfg.num_parameters()], dtype.size_in_bytes())?,
+            memory::bytes_of(what, &[largest], 8)?,
+        ],
     )?;
     memory::check_bytes(what, bytes)?;
     let mut rng = StdRng::seed_from_u64(seed);

@@ -389,7 +389,10 @@ impl Trainer {
         train: Vec<u32>,
         valid: Option<Vec<u32>>,
     ) -> Result<Self> {
-        state.config.validate().map_err(|e| Error::Checkpoint { path: "trainer.json".into(), problem: e.to_string() })?;
+        state
+            .config
+            .validate()
+            .map_err(|e| Error::Checkpoint { path: "trainer.json".into(), problem: e.to_string() })?;
         let found = DataFingerprint::of(&train, valid.as_deref());
         if found != state.data {
             return Err(Error::Mismatch {
@@ -563,8 +566,11 @@ impl Trainer {
         let p = &self.progress;
         let train_loss = p.loss_sum / p.tokens as f64;
         // A finite loss can still have an infinite perplexity (a loss above ln(f64::MAX)).
-        let perplexities = [("training perplexity", Some(train_loss.exp())), ("validation perplexity", val.map(|v| v.perplexity))];
-        if let Some((what, value)) = perplexities.iter().find_map(|(w, v)| v.filter(|v| !v.is_finite()).map(|v| (*w, v))) {
+        let perplexities =
+            [("training perplexity", Some(train_loss.exp())), ("validation perplexity", val.map(|v| v.perplexity))];
+        if let Some((what, value)) =
+            perplexities.iter().find_map(|(w, v)| v.filter(|v| !v.is_finite()).map(|v| (*w, v)))
+        {
             return Err(Error::NonFinite { what, value, step: p.step, epoch, batch: p.batch });
         }
         let metrics = EpochMetrics {

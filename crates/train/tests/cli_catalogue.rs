@@ -59,7 +59,8 @@ impl Files {
             std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         });
         files.bad_checkpoint("bad-vocab-checkpoint", |dir| {
-            std::fs::write(dir.join("vocab.json"), r#"{"unk_token": "<unk>", "tokens": ["<unk>"], "extra": 1}"#).unwrap();
+            std::fs::write(dir.join("vocab.json"), r#"{"unk_token": "<unk>", "tokens": ["<unk>"], "extra": 1}"#)
+                .unwrap();
         });
         let module = |name: &str, json: &str| std::fs::write(files.path(name), json).unwrap();
         module("huge.json", r#"{"type": "LSTM", "input_size": 4, "hidden_size": 1000000000}"#);
@@ -225,8 +226,12 @@ fn generate_cases(f: &Files) -> Vec<Case> {
         args.extend_from_slice(extra);
         case(&args, status, needles)
     };
-    let (nan, unknown, truncated, vocab) =
-        (f.p("nan-checkpoint"), f.p("unknown-key-checkpoint"), f.p("truncated-checkpoint"), f.p("bad-vocab-checkpoint"));
+    let (nan, unknown, truncated, vocab) = (
+        f.p("nan-checkpoint"),
+        f.p("unknown-key-checkpoint"),
+        f.p("truncated-checkpoint"),
+        f.p("bad-vocab-checkpoint"),
+    );
     let (dir, not_ck) = (f.p("a-dir"), f.p("a-dir"));
     vec![
         case(&["generate"], USAGE, &["--checkpoint"]),

@@ -292,7 +292,8 @@ fn no_loader_of_user_files_panics_on_arbitrary_input() {
     let spec = seqmodels::ModuleSpec::from_file(module_dir.join("module.json")).unwrap();
     let shapes = spec.parameter_shapes();
     let lm_config = checkpoint::read_config(&lm_fixtures()[0]).unwrap().model;
-    let weight_seeds = vec![read(module_dir.join("weights.safetensors")), read(lm_fixtures()[0].join("model.safetensors"))];
+    let weight_seeds =
+        vec![read(module_dir.join("weights.safetensors")), read(lm_fixtures()[0].join("model.safetensors"))];
     // In memory (what `read_safetensors` does after reading the file), then strictly matched
     // against a module's parameters and a language model's; the seeds also go through the files.
     let lm_shapes = lm_config.parameter_shapes();
@@ -345,7 +346,8 @@ fn no_loader_of_user_files_panics_on_arbitrary_input() {
     }));
 
     let corpus_str = text(&corpus_text);
-    let bpe = BpeTokenizer::train(&[corpus_str.as_str()], &BpeOptions { vocab_size: 60, ..Default::default() }).unwrap();
+    let bpe =
+        BpeTokenizer::train(&[corpus_str.as_str()], &BpeOptions { vocab_size: 60, ..Default::default() }).unwrap();
     let bpe_seed = bpe.to_json(false).unwrap().into_bytes();
     results.push(fuzz("tokenizer.json", &[bpe_seed], true, |bytes| {
         if let Ok(t) = BpeTokenizer::from_json(&text(bytes)) {

@@ -37,9 +37,9 @@ impl GivenOptions {
 /// The exit status of a failed command: 2 for a usage error (an option whose value is out of
 /// its range or does not fit the others), 1 for everything else.
 pub fn exit_status(error: &anyhow::Error) -> u8 {
-    let usage = error.chain().any(|cause| {
-        cause.is::<Usage>() || matches!(cause.downcast_ref(), Some(crate::Error::InvalidOption { .. }))
-    });
+    let usage = error
+        .chain()
+        .any(|cause| cause.is::<Usage>() || matches!(cause.downcast_ref(), Some(crate::Error::InvalidOption { .. })));
     if usage {
         2
     } else {

@@ -253,7 +253,13 @@ pub struct OutputArgs {
     #[arg(long, value_name = "N", default_value_t = 50, help_heading = "Output")]
     pub sample_every: usize,
     /// Prefix of the samples and of the final continuation.
-    #[arg(long, value_name = "TEXT", default_value = "time traveller", allow_hyphen_values = true, help_heading = "Output")]
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "time traveller",
+        allow_hyphen_values = true,
+        help_heading = "Output"
+    )]
     pub prefix: String,
     /// Tokens generated per sample.
     #[arg(long, value_name = "N", default_value_t = 50, help_heading = "Output")]
@@ -516,7 +522,12 @@ impl TrainArgs {
             (ModelArg::Rnn, NonlinearityArg::Relu) => CellKind::RnnRelu,
             (ModelArg::Rnn, NonlinearityArg::Tanh) => CellKind::RnnTanh,
             (other, _) if self.given.contains("nonlinearity") => {
-                return Err(Error::option("nonlinearity", "--model rnn (it has no other use)", format!("--model {other:?}").to_lowercase()).into())
+                return Err(Error::option(
+                    "nonlinearity",
+                    "--model rnn (it has no other use)",
+                    format!("--model {other:?}").to_lowercase(),
+                )
+                .into())
             }
             (ModelArg::Lstm, _) => CellKind::Lstm,
             (ModelArg::Gru, _) => CellKind::Gru,

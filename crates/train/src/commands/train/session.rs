@@ -367,7 +367,12 @@ fn progress_bar(hidden: bool, epochs: usize) -> ProgressBar {
 fn show_step(bar: &ProgressBar, r: &StepReport, epochs: usize) {
     bar.set_prefix(format!("epoch {}/{}", r.epoch, epochs));
     bar.set_position(((r.epoch - 1) * 1000 + r.batch * 1000 / r.num_batches.max(1)) as u64);
-    bar.set_message(format!("loss {:.3} ppl {:.2} {} tok/s", r.epoch_loss, r.epoch_loss.exp(), fmt_rate(r.tokens_per_s)));
+    bar.set_message(format!(
+        "loss {:.3} ppl {:.2} {} tok/s",
+        r.epoch_loss,
+        r.epoch_loss.exp(),
+        fmt_rate(r.tokens_per_s)
+    ));
 }
 
 fn fmt_rate(r: f64) -> String {
