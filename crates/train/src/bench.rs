@@ -177,7 +177,7 @@ impl BenchConfig {
         let lm = self.lm_config();
         lm.validate()?;
         lm.check_activation_memory(self.batch, self.steps, true)?;
-        let rounds = self.warmup.checked_add(self.iters).unwrap_or(usize::MAX);
+        let rounds = self.warmup.saturating_add(self.iters);
         seqmodels::memory::check_elements(
             "the random token batches (--warmup + --iters, --batch, --steps)",
             &[rounds, self.batch, self.steps.saturating_add(1), 2],
