@@ -85,8 +85,13 @@ impl BpeTokenizer {
     }
 
     fn from_json_at(json: &str, path: &Path) -> Result<Self> {
-        let inner = Tokenizer::from_str(json)
-            .map_err(|e| Error::TokenizerJson { path: path.to_owned(), message: e.to_string() })?;
+        let bad = |message: String| Error::TokenizerJson { path: path.to_owned(), message };
+        // `tokenizers` panics on some malformed files (its decoder reader unwraps a parse
+        // error): check the JSON syntax first, and turn any panic left into an error.
+        serde_json::from_str::<serde_json::Value>(json).map_err(|e| bad(e.to_string()))?;
+        let parsed = std::panic::catch_unwind(|| Tokenizer::from_str(json))
+            .map_err(|_| bad("the tokenizers library could not read this file (it panicked)".into()))?;
+        let inner = parsed.map_err(|e| bad(e.to_string()))?;
         Ok(BpeTokenizer { inner })
     }
 

@@ -85,7 +85,16 @@ pub fn decode_utf8(bytes: Vec<u8>, path: &Path) -> Result<String> {
 /// byte offset of the first invalid sequence).
 pub fn read_text_file(path: impl AsRef<Path>) -> Result<String> {
     let path = path.as_ref();
+    if path.is_dir() {
+        return Err(Error::NotAFile { path: path.to_owned() });
+    }
     let bytes = fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    text_from_bytes(bytes, path)
+}
+
+/// The text of a corpus file's bytes, as [`read_text_file`] checks it (not empty, UTF-8);
+/// `path` names the source in errors.
+pub fn text_from_bytes(bytes: Vec<u8>, path: &Path) -> Result<String> {
     if bytes.is_empty() {
         return Err(Error::EmptyFile { path: path.to_owned() });
     }
@@ -201,6 +210,9 @@ impl CorpusLocator {
         let path = Path::new(spec);
         if path.is_file() {
             return Ok(path.to_owned());
+        }
+        if path.is_dir() {
+            return Err(Error::NotAFile { path: path.to_owned() });
         }
         if let Some(corpus) = named_corpus(spec) {
             return self.fetch(corpus);

@@ -16,6 +16,13 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A path names a directory where a text file is expected.
+    #[error("{path} is a directory: expected a UTF-8 text file")]
+    NotAFile {
+        /// The directory.
+        path: PathBuf,
+    },
+
     /// A file exists but could not be read or written.
     #[error("cannot {action} {path}: {source}")]
     Io {

@@ -47,7 +47,7 @@ pub mod vocab;
 pub use batches::{random_batches, sequential_batches, Batch, Epoch, Sampling, SeqDataLoader};
 pub use bpe::{BpeOptions, BpeTokenizer};
 pub use clean::Cleaning;
-pub use corpus::{named_corpus, read_text_file, CorpusLocator, NamedCorpus, NAMED_CORPORA};
+pub use corpus::{named_corpus, read_text_file, text_from_bytes, CorpusLocator, NamedCorpus, NAMED_CORPORA};
 pub use error::{Error, Result};
 pub use pipeline::{CorpusOptions, LmCorpus};
 #[cfg(feature = "plot")]

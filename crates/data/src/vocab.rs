@@ -145,6 +145,7 @@ impl PartialEq for Vocab {
 
 /// The JSON form of a vocabulary.
 #[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct VocabFile {
     unk_token: String,
     tokens: Vec<String>,

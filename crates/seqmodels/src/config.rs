@@ -160,7 +160,33 @@ impl RnnConfig {
                 self.hidden_size, self.proj_size
             ));
         }
-        Ok(())
+        let what = format!(
+            "the parameters of {} layer(s) of {} (input_size {}, hidden_size {})",
+            self.num_layers,
+            self.kind.layer_name(),
+            self.input_size,
+            self.hidden_size
+        );
+        let count = self.checked_parameter_count().ok_or_else(|| Error::TooLarge {
+            what: what.clone(),
+            bytes: None,
+            available: crate::memory::available_bytes(),
+        })?;
+        crate::memory::check_bytes(&what, count.saturating_mul(F32_BYTES))
+    }
+
+    /// The number of parameters, `None` when it overflows a 64-bit count.
+    fn checked_parameter_count(&self) -> Option<u64> {
+        let g = (self.kind.num_gates() as u64).checked_mul(self.hidden_size as u64)?;
+        let h_out = self.output_size() as u64;
+        let proj = (self.proj_size as u64).checked_mul(self.hidden_size as u64)?;
+        let bias = if self.bias { g.checked_mul(2)? } else { 0 };
+        let per_direction = |input: u64| -> Option<u64> {
+            g.checked_mul(input)?.checked_add(g.checked_mul(h_out)?)?.checked_add(bias)?.checked_add(proj)
+        };
+        let upper_input = (self.num_directions() as u64).checked_mul(h_out)?;
+        let upper = per_direction(upper_input)?.checked_mul(self.num_layers as u64 - 1)?;
+        per_direction(self.input_size as u64)?.checked_add(upper)?.checked_mul(self.num_directions() as u64)
     }
 
     /// D: 2 when bidirectional, else 1.
@@ -226,6 +252,9 @@ pub fn param_suffix(layer: usize, direction: usize) -> String {
     }
 }
 
+/// Bytes of an f32, the smallest element the parameters are held in.
+const F32_BYTES: u64 = 4;
+
 /// Constructor arguments of a single-step cell (`nn.RNNCell`, `nn.LSTMCell`, `nn.GRUCell`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CellConfig {
@@ -253,7 +282,23 @@ impl CellConfig {
                 self.input_size, self.hidden_size
             )));
         }
-        Ok(())
+        let what = format!(
+            "the parameters of {}Cell (input_size {}, hidden_size {})",
+            self.kind.layer_name(),
+            self.input_size,
+            self.hidden_size
+        );
+        let count = (|| {
+            let g = (self.kind.num_gates() as u64).checked_mul(self.hidden_size as u64)?;
+            let inputs = (self.input_size as u64).checked_add(self.hidden_size as u64)?.checked_add(2)?;
+            g.checked_mul(inputs)
+        })();
+        let count = count.ok_or_else(|| Error::TooLarge {
+            what: what.clone(),
+            bytes: None,
+            available: crate::memory::available_bytes(),
+        })?;
+        crate::memory::check_bytes(&what, count.saturating_mul(F32_BYTES))
     }
 
     /// Every parameter's PyTorch name and shape, in PyTorch's `state_dict` order.

@@ -108,6 +108,27 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A safetensors file could not be written.
+    #[error("cannot write safetensors file {path}: {reason}")]
+    SafeTensorsWrite {
+        /// The file.
+        path: PathBuf,
+        /// What the writer reported.
+        reason: String,
+    },
+
+    /// A buffer would need more memory than the machine has available (or more bytes than a
+    /// 64-bit count holds).
+    #[error("{what} would need {}, more than the {} of memory available", .bytes.map_or("more than 2^64 bytes".to_string(), crate::memory::human_bytes), crate::memory::human_bytes(*.available))]
+    TooLarge {
+        /// What was to be allocated, naming the options that size it.
+        what: String,
+        /// The bytes it needs (`None`: the count overflows).
+        bytes: Option<u64>,
+        /// The bytes available.
+        available: u64,
+    },
+
     /// An error from candle itself.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

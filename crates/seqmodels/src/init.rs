@@ -29,6 +29,14 @@ pub fn uniform_parameters(
     dtype: DType,
     device: &Device,
 ) -> Result<Vec<(String, Tensor)>> {
+    // Each tensor is drawn as f64 values, then converted to `dtype`.
+    let per_element = 8 + dtype.size_in_bytes();
+    let sizes = shapes
+        .iter()
+        .map(|(name, shape)| crate::memory::bytes_of(&format!("parameter {name}"), shape, per_element))
+        .collect::<Result<Vec<u64>>>()?;
+    let what = format!("initialising {} parameter tensors", shapes.len());
+    crate::memory::check_bytes(&what, crate::memory::sum_bytes(&what, &sizes)?)?;
     let mut rng = StdRng::seed_from_u64(seed);
     shapes
         .iter()

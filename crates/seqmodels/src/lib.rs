@@ -32,6 +32,7 @@ pub mod layer_modules;
 pub mod lengths;
 pub mod linear;
 pub mod loss;
+pub mod memory;
 pub mod parity;
 pub mod pool;
 pub mod rnn_base;

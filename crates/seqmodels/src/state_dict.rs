@@ -40,7 +40,13 @@ impl LoadOptions {
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, Tensor>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+    parse_safetensors(&bytes, path)
+}
+
+/// Every tensor of the bytes of a safetensors file, onto the CPU; `path` names the source in
+/// errors.
+pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
         .map_err(|e| Error::SafeTensors { path: path.to_path_buf(), reason: e.to_string() })
 }
 
@@ -124,6 +130,6 @@ pub fn save_state_dict(params: &[(String, Tensor)], prefix: &str, path: impl AsR
     }
     let tmp = path.with_extension("safetensors.tmp");
     candle_core::safetensors::save(&map, &tmp)
-        .map_err(|e| Error::SafeTensors { path: tmp.clone(), reason: e.to_string() })?;
+        .map_err(|e| Error::SafeTensorsWrite { path: tmp.clone(), reason: e.to_string() })?;
     std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }

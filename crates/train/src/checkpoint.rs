@@ -39,6 +39,7 @@ pub const CHECKPOINT_DIR: &str = "checkpoint";
 
 /// `config.json`: what rebuilds the model and the tokenizer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CheckpointConfig {
     /// Always [`FORMAT`].
     pub format: String,
@@ -126,8 +127,14 @@ pub fn resolve_dir(path: &Path) -> Result<PathBuf> {
 pub fn read_config(dir: &Path) -> Result<CheckpointConfig> {
     let path = dir.join("config.json");
     let text = fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+    parse_config(&text, &path)
+}
+
+/// Parses and checks the text of a `config.json` (`path` names it in errors).
+pub fn parse_config(text: &str, path: &Path) -> Result<CheckpointConfig> {
+    let path = path.to_path_buf();
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::Json { path: path.clone(), reason: e.to_string() })?;
+        serde_json::from_str(text).map_err(|e| Error::Json { path: path.clone(), reason: e.to_string() })?;
     let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
     if format != FORMAT {
         return Err(Error::Mismatch {
@@ -197,6 +204,12 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
             Error::Model(inner) => Error::Checkpoint { path: weights.clone(), problem: inner.to_string() },
             other => other,
         })?;
+    if let Some(name) = model.first_non_finite_parameter()? {
+        return Err(Error::Checkpoint {
+            path: weights,
+            problem: format!("tensor `{name}` holds NaN or infinite values: expected finite weights"),
+        });
+    }
     Ok(Loaded { dir, config, model, varmap, tokenizer })
 }
 

@@ -97,6 +97,26 @@ pub enum Error {
         /// The parser's message.
         reason: String,
     },
+    /// A run directory already holds another run.
+    #[error("{} already holds a run ({found}): {advice}", .dir.display())]
+    RunExists {
+        /// The run directory.
+        dir: std::path::PathBuf,
+        /// What of a run is there (a checkpoint, metrics).
+        found: String,
+        /// What the user can do instead.
+        advice: String,
+    },
+    /// A line of `metrics.jsonl` before its last is damaged (a damaged last line is set aside).
+    #[error("{}: line {line} is damaged ({reason}): expected one JSON object of epoch metrics per line; repair or remove that line", .path.display())]
+    DamagedMetrics {
+        /// The metrics file.
+        path: std::path::PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The parser's message.
+        reason: String,
+    },
     /// A plot could not be drawn.
     #[error("cannot draw plot {path}: {reason}")]
     Plot {

@@ -50,9 +50,22 @@ impl SamplingOptions {
     }
 }
 
+/// Bytes set aside per generated token: its index and its decoded text (a word token is rarely
+/// longer than 28 bytes).
+const BYTES_PER_GENERATED_TOKEN: usize = 32;
+
+/// Refuses a number of tokens to generate (given as `--option`) whose buffers would not fit in
+/// memory.
+pub fn check_generation_len(option: &str, len: usize) -> Result<()> {
+    let what = format!("generating {len} tokens (--{option})");
+    seqmodels::memory::check_elements(&what, &[len], BYTES_PER_GENERATED_TOKEN)?;
+    Ok(())
+}
+
 /// Generates `len` tokens after `prefix` (at least one token); returns only the new tokens.
 pub fn generate(model: &LanguageModel, prefix: &[u32], len: usize, options: &SamplingOptions) -> Result<Vec<u32>> {
     options.validate()?;
+    check_generation_len("len", len)?;
     if prefix.is_empty() {
         return Err(Error::TooFewTokens { what: "the prefix".into(), needed: 1 });
     }

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod optim;
+pub mod run_dir;
 pub mod schedule;
 pub mod throughput;
 pub mod tokenizer;

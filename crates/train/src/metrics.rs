@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 /// What one epoch produced (one line of `metrics.jsonl`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EpochMetrics {
     /// Epoch number (1-based).
     pub epoch: usize,
@@ -36,40 +37,96 @@ pub struct EpochMetrics {
     pub sample: Option<String>,
 }
 
-/// Appends one line to `metrics.jsonl`.
+/// Appends one line to `metrics.jsonl` (lines already there are never rewritten).
 pub fn append(path: &Path, m: &EpochMetrics) -> Result<()> {
     let line = serde_json::to_string(m).map_err(|e| Error::Json { path: path.into(), reason: e.to_string() })?;
     let mut f =
         std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io("open", path, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io("write", path, e))
+    writeln!(f, "{line}").map_err(|e| Error::io("write", path, e))?;
+    f.sync_data().map_err(|e| Error::io("write", path, e))
 }
 
-/// Reads every line of a `metrics.jsonl` file (missing file: no lines).
-pub fn read(path: &Path) -> Result<Vec<EpochMetrics>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+/// One line of a metrics file as read: its metrics and the byte offset where the line ends
+/// (after its newline, when it has one).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    /// The epoch's metrics.
+    pub metrics: EpochMetrics,
+    /// Byte offset just past the line.
+    pub end: usize,
+}
+
+/// A last line that does not parse (a write cut short, for example by a full disk).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DamagedTail {
+    /// 1-based line number.
+    pub line: usize,
+    /// Byte offset where it starts.
+    pub start: usize,
+    /// The parser's message.
+    pub reason: String,
+}
+
+/// A `metrics.jsonl` as read: the lines that parse, in order, and a damaged last line.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsLog {
+    /// Every line before the damaged one (blank lines skipped).
+    pub lines: Vec<LogLine>,
+    /// The last line, when it does not parse.
+    pub damaged_tail: Option<DamagedTail>,
+}
+
+impl MetricsLog {
+    /// The metrics of every good line.
+    pub fn metrics(&self) -> Vec<EpochMetrics> {
+        self.lines.iter().map(|l| l.metrics.clone()).collect()
+    }
+}
+
+/// Parses the bytes of a metrics file (`path` names it in errors). A damaged last line is
+/// returned as [`MetricsLog::damaged_tail`]; a damaged line before others is an
+/// [`Error::DamagedMetrics`].
+pub fn parse_log(path: &Path, bytes: &[u8]) -> Result<MetricsLog> {
+    let mut log = MetricsLog::default();
+    let mut start = 0;
+    let mut number = 0;
+    while start < bytes.len() {
+        let end = bytes[start..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| start + i + 1);
+        let line = &bytes[start..end];
+        number += 1;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            match serde_json::from_slice::<EpochMetrics>(line) {
+                Ok(metrics) => log.lines.push(LogLine { metrics, end }),
+                Err(e) if bytes[end..].iter().all(u8::is_ascii_whitespace) => {
+                    log.damaged_tail = Some(DamagedTail { line: number, start, reason: e.to_string() });
+                }
+                Err(e) => return Err(Error::DamagedMetrics { path: path.into(), line: number, reason: e.to_string() }),
+            }
+        }
+        start = end;
+    }
+    Ok(log)
+}
+
+/// Reads and parses a metrics file (missing file: no lines), see [`parse_log`].
+pub fn read_log(path: &Path) -> Result<(Vec<u8>, MetricsLog)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), MetricsLog::default())),
         Err(e) => return Err(Error::io("read", path, e)),
     };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| Error::Json { path: path.into(), reason: format!("line {}: {e}", i + 1) })
-        })
-        .collect()
+    let log = parse_log(path, &bytes)?;
+    Ok((bytes, log))
 }
 
-/// Rewrites `metrics.jsonl` with `lines` only (atomically).
-pub fn rewrite(path: &Path, lines: &[EpochMetrics]) -> Result<()> {
-    let mut text = String::new();
-    for m in lines {
-        let line = serde_json::to_string(m).map_err(|e| Error::Json { path: path.into(), reason: e.to_string() })?;
-        text.push_str(&line);
-        text.push('\n');
+/// Reads every line of a `metrics.jsonl` file (missing file: no lines); a damaged line is an
+/// error.
+pub fn read(path: &Path) -> Result<Vec<EpochMetrics>> {
+    let (_, log) = read_log(path)?;
+    if let Some(d) = log.damaged_tail {
+        return Err(Error::DamagedMetrics { path: path.into(), line: d.line, reason: d.reason });
     }
-    crate::checkpoint::write_atomic(path, text.as_bytes())
+    Ok(log.metrics())
 }
 
 /// Draws train and validation perplexity per epoch (log-scale y axis) as a PNG (900 x 600), with

@@ -28,6 +28,7 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use seqmodels::dropout::SeededDropout;
+use seqmodels::memory;
 use seqmodels::spec::TorchArgs;
 use seqmodels::{CellKind, ForwardOptions, ModuleSpec, RnnBase, RnnConfig, StackedState};
 use serde::{Deserialize, Serialize};
@@ -94,15 +95,29 @@ impl LmConfig {
                     ))
                 }
                 Some(e) if e != d => {
-                    return Err(Error::Mismatch {
-                        what: "tied weights: embedding size".into(),
-                        expected: format!("{d} (the decoder input size, directions x hidden or proj size)"),
-                        found: e.to_string(),
-                    })
+                    return Err(Error::option(
+                        "tie_weights",
+                        format!("an embedding size of {d} (the decoder input size, directions x hidden or proj size)"),
+                        format!("embedding size {e}"),
+                    ))
                 }
                 _ => {}
             }
         }
+        let what = format!(
+            "the parameters of the language model (vocabulary {}, {}, {} layer(s) of {} hidden {})",
+            self.vocab_size,
+            self.embed.map_or("one-hot input".to_string(), |e| format!("embedding {e}")),
+            self.rnn.num_layers,
+            self.rnn.kind.layer_name(),
+            self.rnn.hidden_size
+        );
+        let sizes = self
+            .parameter_shapes()
+            .iter()
+            .map(|(_, shape)| memory::bytes_of(&what, shape, F32_BYTES))
+            .collect::<seqmodels::Result<Vec<u64>>>()?;
+        memory::check_bytes(&what, memory::sum_bytes(&what, &sizes)?)?;
         Ok(())
     }
 
@@ -129,11 +144,40 @@ impl LmConfig {
         shapes
     }
 
+    /// Refuses a forward pass over `batch` x `steps` tokens (with backward when `training`)
+    /// whose activations would not fit in memory. Per token: the input vector, every layer's
+    /// gates and states, and the logits; training keeps about three times that (gradients,
+    /// softmax). An estimate from below: what it refuses can never fit.
+    pub fn check_activation_memory(&self, batch: usize, steps: usize, training: bool) -> Result<()> {
+        let r = &self.rnn;
+        let what = format!(
+            "the activations of {} x {batch} sequences x {steps} steps (--batch, --steps; vocabulary {}, hidden {})",
+            if training { "training on" } else { "running" },
+            self.vocab_size,
+            r.hidden_size
+        );
+        let per_token = memory::sum_bytes(
+            &what,
+            &[
+                memory::bytes_of(&what, &[self.embed.unwrap_or(self.vocab_size)], 1)?,
+                memory::bytes_of(&what, &[r.num_layers, r.num_directions(), r.kind.num_gates() + 3, r.hidden_size], 1)?,
+                memory::bytes_of(&what, &[self.vocab_size], 1)?,
+            ],
+        )?;
+        let factor = if training { 3 } else { 1 };
+        let per_token = usize::try_from(per_token).unwrap_or(usize::MAX);
+        memory::check_elements(&what, &[batch, steps, per_token, factor], F32_BYTES)?;
+        Ok(())
+    }
+
     /// Number of trainable scalars.
     pub fn num_parameters(&self) -> usize {
         self.trainable_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
     }
 }
+
+/// Bytes of an f32 parameter.
+const F32_BYTES: usize = 4;
 
 /// How parameters are initialised.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +205,18 @@ pub fn init_parameters(
             return Err(Error::option("init_range", "a positive finite number", a));
         }
     }
+    // Each tensor is drawn as f64 values before it is converted: the model plus its largest
+    // tensor in f64.
+    let largest = cfg.trainable_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).max().unwrap_or(0);
+    let what = "initialising the parameters";
+    let bytes = memory::sum_bytes(
+        what,
+        &[
+            memory::bytes_of(what, &[cfg.num_parameters()], dtype.size_in_bytes())?,
+            memory::bytes_of(what, &[largest], 8)?,
+        ],
+    )?;
+    memory::check_bytes(what, bytes)?;
     let mut rng = StdRng::seed_from_u64(seed);
     let rnn_bound = 1.0 / (cfg.rnn.hidden_size as f64).sqrt();
     let linear_bound = 1.0 / (cfg.decoder_input_size() as f64).sqrt();
@@ -270,6 +326,18 @@ impl LanguageModel {
     /// The recurrent layers.
     pub fn rnn(&self) -> &RnnBase {
         &self.rnn
+    }
+
+    /// The name of the first parameter holding a NaN or an infinity, if any.
+    pub fn first_non_finite_parameter(&self) -> Result<Option<String>> {
+        for (name, t) in self.named_parameters() {
+            // 0 * x is 0 for every finite x and NaN for NaN and infinities.
+            let probe = (t * 0.0)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !probe.is_finite() {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
     }
 
     /// Every state-dict entry under its PyTorch name, in order (with tied weights,

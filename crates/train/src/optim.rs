@@ -38,6 +38,7 @@ impl OptimizerKind {
 
 /// Hyperparameters of the optimizer (the learning rate is given at every step).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OptimConfig {
     /// The update rule.
     pub kind: OptimizerKind,

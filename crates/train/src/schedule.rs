@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 
 /// How the learning rate changes between epochs.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LrSchedule {
     /// The same rate every epoch.
     Constant,
@@ -44,6 +44,7 @@ impl LrSchedule {
 
 /// The schedule and where it stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LrScheduler {
     /// The schedule.
     pub schedule: LrSchedule,

@@ -143,6 +143,15 @@ impl BenchConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::option("lr", "a positive finite number", self.lr));
         }
+        let lm = self.lm_config();
+        lm.validate()?;
+        lm.check_activation_memory(self.batch, self.steps, true)?;
+        let rounds = self.warmup.saturating_add(self.iters);
+        seqmodels::memory::check_elements(
+            "the random token batches (--warmup + --iters, --batch, --steps)",
+            &[rounds, self.batch, self.steps.saturating_add(1), 2],
+            4,
+        )?;
         Ok(())
     }
 

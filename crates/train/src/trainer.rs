@@ -31,6 +31,7 @@ use crate::schedule::{LrSchedule, LrScheduler};
 
 /// Training hyperparameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Sequences per minibatch.
     pub batch_size: usize,
@@ -101,6 +102,7 @@ impl TrainConfig {
 
 /// Where training stands; saved in `trainer.json`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Progress {
     /// Completed epochs.
     pub epoch: usize,
@@ -119,6 +121,7 @@ pub struct Progress {
 /// Token counts and hashes of the training and validation data, to check that a resumed run
 /// sees the same data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DataFingerprint {
     /// Training tokens.
     pub train_tokens: usize,
@@ -156,6 +159,7 @@ fn fnv1a(ids: &[u32]) -> u64 {
 
 /// `trainer.json`: everything besides tensors that an exact resume needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainerState {
     /// The hyperparameters.
     pub config: TrainConfig,
@@ -172,6 +176,28 @@ pub struct TrainerState {
     /// Whatever the caller stores with the run (the `seqlm train` data options).
     #[serde(default)]
     pub extra: serde_json::Value,
+}
+
+impl TrainerState {
+    /// Parses and checks the text of a `trainer.json` (`path` names it in errors).
+    pub fn from_json(text: &str, path: &std::path::Path) -> Result<Self> {
+        let state: TrainerState =
+            serde_json::from_str(text).map_err(|e| Error::Json { path: path.into(), reason: e.to_string() })?;
+        let bad = |problem: String| Err(Error::Checkpoint { path: path.into(), problem });
+        if let Err(e) = state.config.validate() {
+            return bad(e.to_string());
+        }
+        if state.progress.epoch > state.config.epochs {
+            return bad(format!(
+                "progress.epoch is {}: expected at most config.epochs ({})",
+                state.progress.epoch, state.config.epochs
+            ));
+        }
+        if !(state.progress.loss_sum.is_finite() && state.progress.seconds.is_finite()) {
+            return bad("progress.loss_sum and progress.seconds must be finite".into());
+        }
+        Ok(state)
+    }
 }
 
 /// Perplexity of a model on a text.
@@ -204,6 +230,7 @@ pub fn evaluate(model: &LanguageModel, ids: &[u32], batch: usize, steps: usize) 
     }
     let m = ids.len() - 1;
     let rows = batch.min(m);
+    model.config().check_activation_memory(rows, steps.min(m / rows), false)?;
     let row_len = m / rows;
     let device = model.device().clone();
     let mut state: Option<StackedState> = None;
@@ -332,6 +359,7 @@ impl Trainer {
                 });
             }
         }
+        model.config().check_activation_memory(cfg.batch_size, cfg.num_steps, true)?;
         let fingerprint = DataFingerprint::of(&train, valid.as_deref());
         let loader = SeqDataLoader::new(train, cfg.batch_size, cfg.num_steps, cfg.sampling, cfg.seed)?;
         let optimizer = Optimizer::new(named_vars(&varmap), cfg.optimizer.clone())?;
@@ -361,7 +389,10 @@ impl Trainer {
         train: Vec<u32>,
         valid: Option<Vec<u32>>,
     ) -> Result<Self> {
-        state.config.validate()?;
+        state
+            .config
+            .validate()
+            .map_err(|e| Error::Checkpoint { path: "trainer.json".into(), problem: e.to_string() })?;
         let found = DataFingerprint::of(&train, valid.as_deref());
         if found != state.data {
             return Err(Error::Mismatch {
@@ -534,6 +565,14 @@ impl Trainer {
         let val = self.validate()?;
         let p = &self.progress;
         let train_loss = p.loss_sum / p.tokens as f64;
+        // A finite loss can still have an infinite perplexity (a loss above ln(f64::MAX)).
+        let perplexities =
+            [("training perplexity", Some(train_loss.exp())), ("validation perplexity", val.map(|v| v.perplexity))];
+        if let Some((what, value)) =
+            perplexities.iter().find_map(|(w, v)| v.filter(|v| !v.is_finite()).map(|v| (*w, v)))
+        {
+            return Err(Error::NonFinite { what, value, step: p.step, epoch, batch: p.batch });
+        }
         let metrics = EpochMetrics {
             epoch,
             step: p.step,
@@ -614,8 +653,7 @@ pub fn read_training_files(dir: &std::path::Path) -> Result<SavedTraining> {
         });
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
-    let state: TrainerState =
-        serde_json::from_str(&text).map_err(|e| Error::Json { path: path.clone(), reason: e.to_string() })?;
+    let state = TrainerState::from_json(&text, &path)?;
     let read_opt = |name: &str| -> Result<HashMap<String, Tensor>> {
         let p = dir.join(name);
         if p.is_file() {

@@ -215,7 +215,7 @@ fn nan_loss_stops_with_the_step() {
     let stop = AtomicBool::new(false);
     assert!(matches!(t.run_epoch(&stop, &mut |_| {}).unwrap(), EpochEnd::Finished(_)));
     let before: Vec<f32> = t.model().named_parameters()[0].1.flatten_all().unwrap().to_vec1().unwrap();
-    t.set_lr(1e35).unwrap();
+    t.set_lr(1e38).unwrap();
     let err = t.run_epoch(&stop, &mut |_| {}).unwrap_err();
     match &err {
         Error::NonFinite { step, epoch, .. } => {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use seqmodels::{RnnBase, State};
+use seqmodels::{ForwardOptions, RnnBase, StackedState};
 use seqmodels_train::commands::import::module_json;
 use seqmodels_train::model::LanguageModel;
 use seqmodels_train::onnx::{import, read_model, Imported};
@@ -48,18 +48,19 @@ fn check_case(case: &serde_json::Value) {
             assert_eq!(names, expected, "{name}: state-dict names");
             let params: HashMap<_, _> = m.parameters.into_iter().collect();
             let rnn = RnnBase::new(m.config, VarBuilder::from_tensors(params, DType::F32, &Device::Cpu)).unwrap();
-            let out = rnn.forward_states(&data["input"], data.get("h0"), data.get("c0"), None, false).unwrap();
+            let h0 = StackedState::from_parts(data.get("h0"), data.get("c0")).unwrap();
+            let out = rnn.forward(&data["input"], h0.as_ref(), ForwardOptions::default()).unwrap();
             assert_close(name, "output", &out.output, &data["output"]);
-            assert_close(name, "h_n", &out.h_n, &data["h_n"]);
+            assert_close(name, "h_n", &out.state.h, &data["h_n"]);
             if let Some(c) = data.get("c_n") {
-                assert_close(name, "c_n", out.c_n.as_ref().unwrap(), c);
+                assert_close(name, "c_n", out.state.c.as_ref().unwrap(), c);
             }
         }
         ("language_model", Imported::LanguageModel(lm)) => {
             assert_eq!(serde_json::to_value(&lm.config).unwrap(), case["config"], "{name}: configuration");
             let (model, _) = LanguageModel::from_parameters(lm.config, lm.parameters.into_iter().collect()).unwrap();
             let tokens = data["tokens"].to_dtype(DType::U32).unwrap();
-            let state = data.get("h0").map(|h| State { h: h.clone(), c: data.get("c0").cloned() });
+            let state = data.get("h0").map(|h| StackedState { h: h.clone(), c: data.get("c0").cloned() });
             let (logits, last) = model.forward(&tokens, state.as_ref(), false).unwrap();
             assert_close(name, "logits", &logits, &data["logits"]);
             assert_close(name, "h_n", &last.h, &data["h_n"]);

@@ -1,7 +1,10 @@
 //! `seqlm`: the seqmodels command-line program.
 
-use clap::{Parser, Subcommand};
-use seqmodels_train::commands;
+use std::panic::AssertUnwindSafe;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use seqmodels_train::commands::{self, GivenOptions};
 
 // Training allocates the same large buffers every iteration; glibc's malloc returns them to the
 // system and takes fresh zeroed pages each time (page faults were a quarter of the profile).
@@ -41,7 +44,9 @@ enum Command {
     Import(commands::import::ImportArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit status 2 for usage errors (clap's own and option values out of range), 1 for every other
+/// error (a panic included: it is a bug, reported as such), 130 after Ctrl-C.
+fn main() -> ExitCode {
     // candle's pool worker spins 25,000 rounds after each parallel op before parking. Our ops
     // run all their work on that pool, but candle's own ops between them (embedding, matmul)
     // use rayon's threads, which a spinning worker slows. Measured (BENCHMARKS.md): 2,000 and
@@ -57,11 +62,39 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: sets a plain integer option; mimalloc documents it as settable at any time.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     }
-    match Cli::parse().command {
+    let matches = command_line().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let given = matches.subcommand().map(|(_, sub)| GivenOptions::from_matches(sub)).unwrap_or_default();
+    match std::panic::catch_unwind(AssertUnwindSafe(|| dispatch(cli.command, given))) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::from(commands::exit_status(&e))
+        }
+        Err(_) => {
+            eprintln!("Error: internal error: seqlm panicked (message above); please report it");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line, where every option that takes a value also takes a negative number
+/// (`--dropout -0.5` is that value, out of range, not an unknown option `-0`).
+fn command_line() -> clap::Command {
+    Cli::command().mut_subcommands(|sub| {
+        sub.mut_args(|arg| if arg.get_action().takes_values() { arg.allow_negative_numbers(true) } else { arg })
+    })
+}
+
+fn dispatch(command: Command, given: GivenOptions) -> anyhow::Result<()> {
+    match command {
         Command::Forward(args) => commands::forward::run(&args),
         Command::Init(args) => commands::init::run(&args),
         Command::Corpus(args) => commands::corpus::run(&args),
-        Command::Train(args) => commands::train::run(&args),
+        Command::Train(mut args) => {
+            args.given = given;
+            commands::train::run(&args)
+        }
         Command::Generate(args) => commands::generate::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Bench(args) => commands::bench::run(&args),

@@ -102,7 +102,9 @@ impl BenchArgs {
 /// thread pool reads RAYON_NUM_THREADS once, when it starts.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
-        anyhow::ensure!(n >= 1, "invalid threads: expected an integer >= 1, found {n}");
+        if n == 0 {
+            return Err(crate::Error::option("threads", "an integer >= 1", n).into());
+        }
         // The process is still single-threaded here: no candle or rayon work has run yet.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }

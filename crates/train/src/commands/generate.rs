@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::commands::common::load_checkpoint;
 use crate::device::DeviceChoice;
 use crate::error::Error;
-use crate::generate::{generate, SamplingOptions};
+use crate::generate::{check_generation_len, generate, SamplingOptions};
 
 /// Arguments of `seqlm generate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,6 +40,7 @@ pub struct GenerateArgs {
 
 /// Runs `seqlm generate`: prints the prefix (as tokenized) followed by the continuation.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+    check_generation_len("len", args.len)?;
     let device = args.device.open()?;
     let options =
         SamplingOptions { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
