@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check (issue 7), for a machine with an NVIDIA GPU, its driver, CUDA 13 libraries and
-# PyTorch, but no Rust toolchain: carry gpu/ made here by scripts/pack_for_gpu.sh (docs/cuda.md).
+# The GPU check (parity and speed of the CUDA path), for a machine with an NVIDIA GPU, its
+# driver, CUDA 13 libraries and PyTorch, but no Rust toolchain: carry gpu/ made here by
+# scripts/pack_for_gpu.sh (docs/cuda.md).
 #
 #   bash scripts/gpu_check.sh [SEQLM]        # default SEQLM: gpu/seqlm (unpacked from gpu/seqlm.xz)
 #

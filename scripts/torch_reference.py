@@ -4,7 +4,7 @@ Not a script of its own: it holds the single definition of how a module describe
 `module.json` is built in PyTorch and how it is run on an `inputs.safetensors` dictionary,
 so that the committed fixtures and the parity tool cannot drift apart.
 
-Semantics (the contract with `seqlm forward`, see issue 2 and docs/reference.md):
+Semantics (the contract with `seqlm forward`, see the README and ../shared/docs/reference.md):
 - module.json holds PyTorch constructor arguments; omitted keys take PyTorch's defaults.
 - Inputs: `input`; optional `h0`, `c0` (cells: `hx`, `cx`); optional `lengths` (int64, one per
   batch element, 1..=seq_len); optional `grad_output`, `grad_h_n`, `grad_c_n` (cells: `grad_h`, `grad_c`).

@@ -1,4 +1,4 @@
-//! The figures of issue 4 and of the d2l book, on the shared corpora.
+//! The d2l book's corpus statistics and preprocessing figures, checked on the shared corpora.
 
 mod common;
 
