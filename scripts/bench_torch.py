@@ -2,7 +2,8 @@
 """PyTorch side of the language-model benchmark: the same contract as `seqlm bench`.
 
     python scripts/bench_torch.py --arch lstm|gru|rnn --vocab V --embed E --hidden H --layers L \
-        --batch B --steps T --iters N [--warmup 3] [--seed 0] [--lr 1.0] [--threads N] [--device cpu|cuda[:N]] [--json]
+        --batch B --steps T --iters N [--warmup 3] [--seed 0] [--lr 1.0] [--threads N] [--device cpu|cuda[:N]] \
+        [--precision f32|bf16|int8] [--skip-training] [--json]
 
 Model (identical to seqmodels_train::model::LanguageModel): nn.Embedding(V, E) -> nn.LSTM / nn.GRU /
 nn.RNN(tanh) (L layers, hidden H, time-major input (T, B, E)) -> nn.Linear(H, V) on the (T*B, H) outputs
@@ -14,29 +15,51 @@ Tokens: `warmup + iters` random batches, drawn before timing from a generator se
 each row is T+1 uniform tokens, inputs its first T and labels its last T.
 
 Timed:
-  * training: `--warmup` untimed iterations, then `--iters` timed ones, each
-    zero_grad(set_to_none=True), forward, loss, backward, torch.optim.SGD(lr).step();
-  * inference: model.eval() under torch.no_grad(), `--warmup` untimed then `--iters` timed forwards
-    to the logits (no loss).
+  * training (always f32; none with --skip-training, which leaves the initial weights): `--warmup`
+    untimed iterations, then `--iters` timed ones, each zero_grad(set_to_none=True), forward, loss,
+    backward, torch.optim.SGD(lr).step();
+  * inference: the --precision model (below) in eval mode under torch.no_grad(), `--warmup` untimed
+    then `--iters` timed forwards to the logits (no loss).
 Each iteration is timed on its own with time.perf_counter(); the figures use the median:
 tokens/s = batch * steps / median seconds.
+
+Precision (inference only; built from the weights after training, or the initial ones with
+--skip-training):
+  * f32: the model itself.
+  * bf16: a copy with every parameter cast by model.to(torch.bfloat16) (embedding, recurrent layers,
+    decoder; the one-hot input is bf16 too); activations and logits are bf16.
+  * int8: torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8),
+    which converts an eval copy (default_dynamic_qconfig: weights qint8 per-tensor symmetric,
+    activations quantized per call to quint8, int32 accumulation, float outputs; CPU only).
+    What becomes int8, per arch:
+      lstm: nn.LSTM (all layers) and the decoder nn.Linear;
+      gru:  nn.GRU (all layers) and the decoder nn.Linear;
+      rnn:  the decoder nn.Linear only (dynamic quantization has no nn.RNN module: the layers stay f32).
+    The embedding stays f32 in every arch.  Logits come out f32.
+For bf16 and int8 the inference model runs one untimed check forward when built, and is first
+built from the initial weights before training too, so that an unsupported combination (int8 off
+the CPU, a dtype a kernel lacks) fails at once: exit status 2 and one line on stderr naming the
+precision, arch and device.
 
 Threads: PyTorch's default (intra-op threads = physical cores; honours OMP_NUM_THREADS /
 MKL_NUM_THREADS), or torch.set_num_threads(--threads).  The value used is reported as "threads".
 
 Output: one JSON line with --json, else a readable line.  Fields:
-  arch, impl ("torch"), device, train_tokens_per_s, infer_tokens_per_s, threads, train_ms_median,
-  infer_ms_median, train_gflops_per_s, infer_gflops_per_s (nominal: see flops_per_token),
-  loss (the last training loss, to spot a diverging run), config echo (vocab, embed, hidden, layers,
-  batch, steps, iters, warmup, seed, lr), torch (version), blas (the BLAS torch was built with).
+  arch, impl ("torch"), device, precision, train_tokens_per_s, infer_tokens_per_s, threads,
+  train_ms_median, infer_ms_median, train_gflops_per_s, infer_gflops_per_s (nominal, the same count
+  at every precision: see flops_per_token), loss (the last training loss, to spot a diverging run),
+  config echo (vocab, embed, hidden, layers, batch, steps, iters, warmup, seed, lr), torch (version),
+  blas (the BLAS torch was built with).  With --skip-training the train_* fields and loss are null.
 """
 
 import argparse
+import copy
 import json
 import re
 import statistics
 import sys
 import time
+import warnings
 
 import torch
 from torch import nn
@@ -78,6 +101,11 @@ def parse_args(argv):
                    help="accepted for the shared command line; ignored (PyTorch picks its own kernels)")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda or cuda:N (on CUDA the layers run cuDNN, PyTorch's default there)")
+    p.add_argument("--precision", choices=["f32", "bf16", "int8"], default="f32",
+                   help="inference precision (training is always f32): bf16 weights and activations, "
+                        "or int8 dynamic quantization (CPU only)")
+    p.add_argument("--skip-training", action="store_true",
+                   help="no training phase (train fields null): inference runs on the initial weights")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a readable line")
     return p.parse_args(argv)
 
@@ -88,6 +116,7 @@ class LanguageModel(nn.Module):
     def __init__(self, arch, vocab, embed, hidden, layers):
         super().__init__()
         self.vocab = vocab
+        self.input_dtype = torch.float32  # of the one-hot input; bf16 in the bf16 inference copy
         self.embedding = nn.Embedding(vocab, embed) if embed > 0 else None
         layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[arch]
         self.rnn = layer(embed if embed > 0 else vocab, hidden, num_layers=layers)
@@ -98,7 +127,7 @@ class LanguageModel(nn.Module):
         if self.embedding is not None:
             x = self.embedding(time_major)
         else:
-            x = nn.functional.one_hot(time_major, self.vocab).float()
+            x = nn.functional.one_hot(time_major, self.vocab).to(self.input_dtype)
         y, _ = self.rnn(x)
         return self.decoder(y.reshape(-1, y.shape[-1]))
 
@@ -122,12 +151,56 @@ def median_ms(samples):
     return statistics.median(samples) * 1e3
 
 
+# The module types torch.ao.quantization.quantize_dynamic converts to int8 here: those of the
+# model that its default dynamic mapping covers (it has no nn.RNN, only nn.RNNCell).
+INT8_MODULES = {nn.LSTM, nn.GRU, nn.Linear}
+
+
+def unsupported(args, reason):
+    """Exit with status 2 and one line naming the precision, arch and device."""
+    print(f"bench_torch.py: precision {args.precision} is not supported for arch {args.arch} "
+          f"on device {args.device}: {reason}", file=sys.stderr)
+    sys.exit(2)
+
+
+def inference_model(model, precision):
+    """The model the inference phase runs at `precision` (see the module docstring), in eval mode."""
+    if precision == "f32":
+        return model.eval()
+    if precision == "bf16":
+        cast = copy.deepcopy(model).to(torch.bfloat16)
+        cast.input_dtype = torch.bfloat16
+        return cast.eval()
+    with warnings.catch_warnings():
+        # torch.ao.quantization and quantized tensors are deprecated (torchao replaces them).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, INT8_MODULES, dtype=torch.qint8)
+
+
+def checked_inference_model(model, args, inputs):
+    """inference_model, run once on `inputs` (bf16, int8); exits 2 when the combination is unsupported."""
+    infer_model = inference_model(model, args.precision)
+    if args.precision != "f32":
+        try:
+            with torch.no_grad():
+                infer_model(inputs)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, NotImplementedError) as error:
+            first = str(error).strip().splitlines()
+            unsupported(args, first[0] if first else type(error).__name__)
+    return infer_model
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
+    if args.precision == "int8" and device.type != "cpu":
+        unsupported(args, "dynamic quantization runs on the CPU only")
     model = LanguageModel(args.arch, args.vocab, args.embed, args.hidden, args.layers).to(device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
@@ -152,24 +225,31 @@ def main(argv=None):
         optimizer.step()
         return loss
 
-    model.train()
-    loss = None
     train_s = []
-    for i, (inputs, labels) in enumerate(batches):
-        start = time.perf_counter()
-        loss = train_step(inputs, labels)
-        sync()
-        elapsed = time.perf_counter() - start
-        if i >= args.warmup:
-            train_s.append(elapsed)
-    final_loss = float(loss.item())
+    final_loss = None
+    if args.skip_training:
+        infer_model = checked_inference_model(model, args, batches[0][0])
+    else:
+        if args.precision != "f32":
+            # Fail before training when the precision is unsupported here; the copy is discarded.
+            checked_inference_model(model, args, batches[0][0])
+        model.train()
+        for i, (inputs, labels) in enumerate(batches):
+            start = time.perf_counter()
+            loss = train_step(inputs, labels)
+            sync()
+            elapsed = time.perf_counter() - start
+            if i >= args.warmup:
+                train_s.append(elapsed)
+        final_loss = float(loss.item())
+        optimizer.zero_grad(set_to_none=True)  # no gradients in the inference copies
+        infer_model = checked_inference_model(model, args, batches[0][0])
 
-    model.eval()
     infer_s = []
     with torch.no_grad():
         for i, (inputs, _) in enumerate(batches):
             start = time.perf_counter()
-            model(inputs)
+            infer_model(inputs)
             sync()
             elapsed = time.perf_counter() - start
             if i >= args.warmup:
@@ -177,18 +257,19 @@ def main(argv=None):
 
     tokens = args.batch * args.steps
     fpt = flops_per_token(args.arch, args.vocab, args.embed, args.hidden, args.layers)
-    train_med = statistics.median(train_s)
+    train_med = statistics.median(train_s) if train_s else None
     infer_med = statistics.median(infer_s)
     report = {
         "arch": args.arch,
         "impl": "torch",
         "device": args.device,
-        "train_tokens_per_s": tokens / train_med,
+        "precision": args.precision,
+        "train_tokens_per_s": tokens / train_med if train_s else None,
         "infer_tokens_per_s": tokens / infer_med,
         "threads": torch.get_num_threads(),
-        "train_ms_median": train_med * 1e3,
+        "train_ms_median": train_med * 1e3 if train_s else None,
         "infer_ms_median": infer_med * 1e3,
-        "train_gflops_per_s": 3 * fpt * tokens / train_med / 1e9,
+        "train_gflops_per_s": 3 * fpt * tokens / train_med / 1e9 if train_s else None,
         "infer_gflops_per_s": fpt * tokens / infer_med / 1e9,
         "loss": final_loss,
         "vocab": args.vocab,
@@ -207,12 +288,16 @@ def main(argv=None):
     if args.json:
         print(json.dumps(report))
     else:
+        if train_s:
+            train = (f"train {report['train_tokens_per_s']:.0f} tokens/s ({report['train_ms_median']:.2f} ms/iter, "
+                     f"{report['train_gflops_per_s']:.1f} GFLOP/s, loss {final_loss:.4f})")
+        else:
+            train = "train skipped"
         print(
-            f"torch {args.arch}: train {report['train_tokens_per_s']:.0f} tokens/s "
-            f"({report['train_ms_median']:.2f} ms/iter, {report['train_gflops_per_s']:.1f} GFLOP/s), "
-            f"infer {report['infer_tokens_per_s']:.0f} tokens/s "
+            f"torch {args.arch}: {train}, "
+            f"infer ({args.precision}) {report['infer_tokens_per_s']:.0f} tokens/s "
             f"({report['infer_ms_median']:.2f} ms/iter, {report['infer_gflops_per_s']:.1f} GFLOP/s), "
-            f"{report['threads']} threads, loss {final_loss:.4f}"
+            f"{report['threads']} threads"
         )
 
 
