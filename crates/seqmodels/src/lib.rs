@@ -35,6 +35,7 @@ pub mod loss;
 pub mod memory;
 pub mod parity;
 pub mod pool;
+pub mod quantized;
 pub mod rnn_base;
 pub mod simd;
 pub mod spec;

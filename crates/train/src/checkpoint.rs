@@ -24,10 +24,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use seqmodels::quantized::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{LanguageModel, LmConfig};
+use crate::predictor::Predictor;
+use crate::quantized_lm::QuantizedLm;
 use crate::tokenizer::{TextTokenizer, TokenizerSpec};
 
 /// The `format` field of `config.json`.
@@ -52,6 +55,14 @@ pub struct CheckpointConfig {
     /// Who wrote it (`seqlm` or `torch_lm.py`), informative.
     #[serde(default)]
     pub producer: String,
+    /// How `model.safetensors` stores the weights: f32 (the default, absent from the file), or
+    /// bf16 / int8 for inference only (written by `seqlm quantize`, see [`crate::quantized_lm`]).
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
+}
+
+fn is_f32(p: &Precision) -> bool {
+    *p == Precision::F32
 }
 
 impl CheckpointConfig {
@@ -63,6 +74,7 @@ impl CheckpointConfig {
             model,
             tokenizer,
             producer: format!("seqlm {}", env!("CARGO_PKG_VERSION")),
+            precision: Precision::F32,
         }
     }
 }
@@ -176,25 +188,16 @@ pub struct Loaded {
 pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
     let dir = resolve_dir(path)?;
     let config = read_config(&dir)?;
-    let vocab_path = dir.join(config.tokenizer.kind.file_name());
-    if !vocab_path.is_file() {
+    if config.precision != Precision::F32 {
         return Err(Error::Checkpoint {
-            path: dir.clone(),
+            path: dir,
             problem: format!(
-                "missing {} (the {} tokenizer's vocabulary)",
-                vocab_path.display(),
-                config.tokenizer.kind.as_str()
+                "it holds {} weights for inference (seqlm generate and seqlm eval read it): expected the f32 checkpoint it was made from",
+                config.precision.name()
             ),
         });
     }
-    let tokenizer = TextTokenizer::load(config.tokenizer.clone(), &vocab_path)?;
-    if tokenizer.vocab_size() != config.model.vocab_size {
-        return Err(Error::Mismatch {
-            what: format!("{}: vocabulary size", dir.display()),
-            expected: format!("{} (model.vocab_size in config.json)", config.model.vocab_size),
-            found: format!("{} tokens in {}", tokenizer.vocab_size(), vocab_path.display()),
-        });
-    }
+    let tokenizer = load_tokenizer(&dir, &config)?;
     let weights = dir.join("model.safetensors");
     if !weights.is_file() {
         return Err(Error::Checkpoint { path: dir.clone(), problem: "missing model.safetensors".into() });
@@ -211,6 +214,109 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
         });
     }
     Ok(Loaded { dir, config, model, varmap, tokenizer })
+}
+
+/// The tokenizer of the checkpoint in `dir`, checked against the model's vocabulary size.
+fn load_tokenizer(dir: &Path, config: &CheckpointConfig) -> Result<TextTokenizer> {
+    let vocab_path = dir.join(config.tokenizer.kind.file_name());
+    if !vocab_path.is_file() {
+        return Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "missing {} (the {} tokenizer's vocabulary)",
+                vocab_path.display(),
+                config.tokenizer.kind.as_str()
+            ),
+        });
+    }
+    let tokenizer = TextTokenizer::load(config.tokenizer.clone(), &vocab_path)?;
+    if tokenizer.vocab_size() != config.model.vocab_size {
+        return Err(Error::Mismatch {
+            what: format!("{}: vocabulary size", dir.display()),
+            expected: format!("{} (model.vocab_size in config.json)", config.model.vocab_size),
+            found: format!("{} tokens in {}", tokenizer.vocab_size(), vocab_path.display()),
+        });
+    }
+    Ok(tokenizer)
+}
+
+/// A model for inference and its tokenizer, loaded from a checkpoint of any precision.
+pub struct LoadedPredictor {
+    /// The checkpoint directory that was read.
+    pub dir: PathBuf,
+    /// Its `config.json`.
+    pub config: CheckpointConfig,
+    /// The model, in the precision asked for.
+    pub model: Box<dyn Predictor>,
+    /// The tokenizer.
+    pub tokenizer: TextTokenizer,
+}
+
+/// Loads the checkpoint at `path` for inference in `precision`: the checkpoint's own precision
+/// when `None`. An f32 checkpoint converts to bf16 or int8 on the CPU as it loads; a bf16 or
+/// int8 checkpoint runs only in its own precision.
+pub fn load_predictor(path: &Path, device: &Device, precision: Option<Precision>) -> Result<LoadedPredictor> {
+    let dir = resolve_dir(path)?;
+    let config = read_config(&dir)?;
+    let wanted = precision.unwrap_or(config.precision);
+    if wanted != Precision::F32 && !device.is_cpu() {
+        return Err(Error::option("precision", "f32 on this device (bf16 and int8 run on the CPU)", wanted.name()));
+    }
+    if config.precision == Precision::F32 {
+        let loaded = load(&dir, device)?;
+        let model: Box<dyn Predictor> = match wanted {
+            Precision::F32 => Box::new(loaded.model),
+            p => Box::new(QuantizedLm::from_model(&loaded.model, p)?),
+        };
+        return Ok(LoadedPredictor { dir, config, model, tokenizer: loaded.tokenizer });
+    }
+    if wanted != config.precision {
+        return Err(Error::Mismatch {
+            what: format!("{}: precision", dir.display()),
+            expected: format!("{} (--precision)", wanted.name()),
+            found: format!(
+                "{} weights (quantize the f32 checkpoint it was made from to get another precision)",
+                config.precision.name()
+            ),
+        });
+    }
+    let tokenizer = load_tokenizer(&dir, &config)?;
+    let weights = dir.join("model.safetensors");
+    let model = QuantizedLm::load(config.model.clone(), config.precision, &weights).map_err(|e| match e {
+        Error::Model(inner) => Error::Checkpoint { path: weights.clone(), problem: inner.to_string() },
+        other => other,
+    })?;
+    Ok(LoadedPredictor { dir, config, model: Box::new(model), tokenizer })
+}
+
+/// Writes a reduced-precision checkpoint of `model` into the new directory `out` (which must
+/// not exist): `config.json` naming the precision, `model.safetensors` and the tokenizer's
+/// file. It is written into `out.tmp` first and renamed, so `out` is complete or absent.
+pub fn save_quantized(
+    out: &Path,
+    config: &CheckpointConfig,
+    model: &QuantizedLm,
+    tokenizer: &TextTokenizer,
+) -> Result<()> {
+    if out.exists() {
+        return Err(Error::Checkpoint {
+            path: out.into(),
+            problem: "already exists: expected a new directory (nothing was written)".into(),
+        });
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = out.with_file_name(format!("{name}.tmp"));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    let config = CheckpointConfig { precision: model.precision(), ..config.clone() };
+    let json = serde_json::to_string_pretty(&config)
+        .map_err(|e| Error::Json { path: tmp.join("config.json"), reason: e.to_string() })?;
+    write_atomic(&tmp.join("config.json"), json.as_bytes())?;
+    model.save(&tmp.join("model.safetensors"))?;
+    tokenizer.save(&tmp.join(tokenizer.file_name()))?;
+    fs::rename(&tmp, out).map_err(|e| Error::io("rename", &tmp, e))
 }
 
 /// What a checkpoint holds besides the model: training state, when written by the trainer.

@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor, D};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::error::{Error, Result};
-use crate::model::LanguageModel;
+use crate::predictor::Predictor;
 
 /// How the next token is chosen.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +63,7 @@ pub fn check_generation_len(option: &str, len: usize) -> Result<()> {
 }
 
 /// Generates `len` tokens after `prefix` (at least one token); returns only the new tokens.
-pub fn generate(model: &LanguageModel, prefix: &[u32], len: usize, options: &SamplingOptions) -> Result<Vec<u32>> {
+pub fn generate(model: &dyn Predictor, prefix: &[u32], len: usize, options: &SamplingOptions) -> Result<Vec<u32>> {
     options.validate()?;
     check_generation_len("len", len)?;
     if prefix.is_empty() {
@@ -72,7 +72,7 @@ pub fn generate(model: &LanguageModel, prefix: &[u32], len: usize, options: &Sam
     let device = model.device().clone();
     let mut rng = StdRng::seed_from_u64(options.seed);
     let x = Tensor::from_slice(prefix, (1, prefix.len()), &device)?;
-    let (logits, mut state) = model.forward(&x, None, false)?;
+    let (logits, mut state) = model.logits(&x, None)?;
     let mut last = logits.get(prefix.len() - 1)?; // time-major rows, N = 1
     let mut out = Vec::with_capacity(len);
     for i in 0..len {
@@ -82,7 +82,7 @@ pub fn generate(model: &LanguageModel, prefix: &[u32], len: usize, options: &Sam
             break;
         }
         let x = Tensor::from_slice(&[next], (1, 1), &device)?;
-        let (logits, s) = model.forward(&x, Some(&state), false)?;
+        let (logits, s) = model.logits(&x, Some(&state))?;
         state = s;
         last = logits.get(0)?;
     }

@@ -10,6 +10,8 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod optim;
+pub mod predictor;
+pub mod quantized_lm;
 pub mod run_dir;
 pub mod schedule;
 pub mod throughput;

@@ -432,27 +432,7 @@ impl LanguageModel {
     /// Not reshaped to (T*N, D*H_out): the loss takes it as it is (a reshape would be one more
     /// node of this size in the autodiff graph).
     fn features(&self, tokens: &Tensor, state: Option<&StackedState>, train: bool) -> Result<(Tensor, StackedState)> {
-        let (n, t) = match tokens.dims() {
-            &[n, t] if n > 0 && t > 0 => (n, t),
-            d => {
-                return Err(Error::Model(seqmodels::Error::Shape {
-                    what: "tokens".into(),
-                    expected: "(N, T) token indices with N, T >= 1".into(),
-                    found: d.to_vec(),
-                }))
-            }
-        };
-        if tokens.dtype() != DType::U32 {
-            return Err(Error::Model(seqmodels::Error::DType {
-                what: "tokens".into(),
-                expected: "u32 token indices".into(),
-                found: tokens.dtype(),
-            }));
-        }
-        let max = tokens.max_all()?.to_scalar::<u32>()?;
-        if max as usize >= self.cfg.vocab_size {
-            return Err(Error::TokenOutOfRange { index: max, vocab_size: self.cfg.vocab_size });
-        }
+        let (n, t) = check_tokens(tokens, self.cfg.vocab_size)?;
         let time_major = tokens.t()?.contiguous()?; // (T, N)
         let mut x = match &self.embedding {
             Some(e) => e.index_select(&time_major.flatten_all()?, 0)?.reshape((t, n, e.dim(1)?))?,
@@ -476,6 +456,32 @@ impl LanguageModel {
         }
         Ok((y, out.state))
     }
+}
+
+/// Checks that `tokens` is (N, T) u32 indices below `vocab_size`, with N, T >= 1; returns (N, T).
+pub(crate) fn check_tokens(tokens: &Tensor, vocab_size: usize) -> Result<(usize, usize)> {
+    let (n, t) = match tokens.dims() {
+        &[n, t] if n > 0 && t > 0 => (n, t),
+        d => {
+            return Err(Error::Model(seqmodels::Error::Shape {
+                what: "tokens".into(),
+                expected: "(N, T) token indices with N, T >= 1".into(),
+                found: d.to_vec(),
+            }))
+        }
+    };
+    if tokens.dtype() != DType::U32 {
+        return Err(Error::Model(seqmodels::Error::DType {
+            what: "tokens".into(),
+            expected: "u32 token indices".into(),
+            found: tokens.dtype(),
+        }));
+    }
+    let max = tokens.max_all()?.to_scalar::<u32>()?;
+    if max as usize >= vocab_size {
+        return Err(Error::TokenOutOfRange { index: max, vocab_size });
+    }
+    Ok((n, t))
 }
 
 /// The JSON form of [`LmConfig`] (in `config.json`): the recurrent part holds PyTorch's

@@ -13,8 +13,9 @@
 //!   plain SGD step (the trainer's [`crate::optim::Optimizer`], which follows `torch.optim.SGD`);
 //!   gradients are fresh every iteration, as with `zero_grad(set_to_none=True)`;
 //! - inference: the trained parameters, detached (no autodiff graph, so the fused kernels keep
-//!   nothing for a backward pass, as under `torch.no_grad()`), `warmup` untimed then `iters` timed
-//!   forwards to the logits (no loss).
+//!   nothing for a backward pass, as under `torch.no_grad()`), in `precision` (f32, or converted to
+//!   bf16 or int8 by [`QuantizedLm::from_model`]), `warmup` untimed then `iters` timed forwards to
+//!   the logits (no loss).
 //!
 //! Throughput is `batch * steps` tokens over the median iteration time.
 //!
@@ -39,6 +40,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use seqmodels::quantized::Precision;
 use seqmodels::{CellKind, Implementation, RnnConfig};
 use serde::Serialize;
 
@@ -46,6 +48,8 @@ use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::model::{init_parameters, InitScheme, LanguageModel, LmConfig};
 use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
+use crate::predictor::Predictor;
+use crate::quantized_lm::QuantizedLm;
 
 /// What to benchmark. The default is configuration (a) of BENCHMARKS.md, the d2l character model with
 /// an embedding: LSTM, V=28, E=28, H=256, 1 layer, B=32, T=35, 20 iterations after 3 warm-up,
@@ -81,6 +85,10 @@ pub struct BenchConfig {
     /// Where the model runs.
     #[serde(serialize_with = "as_str")]
     pub device: DeviceChoice,
+    /// The precision of the weights in the inference phase (training is always f32): bf16 and
+    /// int8 run the trained model converted by [`QuantizedLm::from_model`], on the CPU.
+    #[serde(serialize_with = "as_str")]
+    pub precision: Precision,
 }
 
 /// Serialises a value through its name on the command line (`lstm`, `auto`, `cuda:1`, ...).
@@ -100,6 +108,11 @@ impl Named for CellKind {
 impl Named for Implementation {
     fn name(&self) -> String {
         Implementation::name(*self).into()
+    }
+}
+impl Named for Precision {
+    fn name(&self) -> String {
+        Precision::name(*self).into()
     }
 }
 impl Named for DeviceChoice {
@@ -124,6 +137,7 @@ impl Default for BenchConfig {
             lr: 1.0,
             implementation: Implementation::Auto,
             device: DeviceChoice::Cpu,
+            precision: Precision::F32,
         }
     }
 }
@@ -142,6 +156,13 @@ impl BenchConfig {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::option("lr", "a positive finite number", self.lr));
+        }
+        if self.precision != Precision::F32 && self.device != DeviceChoice::Cpu {
+            return Err(Error::option(
+                "precision",
+                "f32 on this device (bf16 and int8 run on the CPU)",
+                self.precision.name(),
+            ));
         }
         let lm = self.lm_config();
         lm.validate()?;
@@ -215,7 +236,7 @@ impl BenchReport {
     /// One readable line: tokens/s, milliseconds per iteration and GFLOP/s of both phases.
     pub fn summary(&self) -> String {
         format!(
-            "seqlm {} ({}, {}): train {:.0} tokens/s ({:.2} ms/iter, {:.1} GFLOP/s), infer {:.0} tokens/s \
+            "seqlm {} ({}, {}): train {:.0} tokens/s ({:.2} ms/iter, {:.1} GFLOP/s), infer {} {:.0} tokens/s \
              ({:.2} ms/iter, {:.1} GFLOP/s), {} threads, loss {:.4}",
             self.config.arch.short_name(),
             self.config.implementation.name(),
@@ -223,6 +244,7 @@ impl BenchReport {
             self.train_tokens_per_s,
             self.train_ms_median,
             self.train_gflops_per_s,
+            self.config.precision.name(),
             self.infer_tokens_per_s,
             self.infer_ms_median,
             self.infer_gflops_per_s,
@@ -270,10 +292,14 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         model.named_parameters().into_iter().map(|(n, t)| (n, t.detach())).collect();
     let inference = LanguageModel::new(lm, VarBuilder::from_tensors(detached, DType::F32, &device))?;
     let inference = inference.with_implementation(cfg.implementation);
+    let inference: Box<dyn Predictor> = match cfg.precision {
+        Precision::F32 => Box::new(inference),
+        p => Box::new(QuantizedLm::from_model(&inference, p)?),
+    };
     let mut infer_s = Vec::with_capacity(cfg.iters);
     for (i, (inputs, _)) in batches.iter().enumerate() {
         let start = Instant::now();
-        let (logits, _) = inference.forward(inputs, None, false)?;
+        let (logits, _) = inference.logits(inputs, None)?;
         device.synchronize()?;
         drop(logits);
         let elapsed = start.elapsed().as_secs_f64();

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::metrics::EpochMetrics;
 use crate::model::{init_parameters, InitScheme, LanguageModel, LmConfig};
 use crate::optim::{clip_grad_norm, OptimConfig, Optimizer, OptimizerKind};
+use crate::predictor::Predictor;
 use crate::schedule::{LrSchedule, LrScheduler};
 
 /// Training hyperparameters.
@@ -218,7 +219,7 @@ pub struct Eval {
 /// `(n - 1) % rows` predictions are left out). Each row is read left to right in windows of
 /// `steps` tokens (the last window may be shorter), the state carried from window to window,
 /// so with `batch = 1` every token is predicted from the whole text before it.
-pub fn evaluate(model: &LanguageModel, ids: &[u32], batch: usize, steps: usize) -> Result<Eval> {
+pub fn evaluate(model: &dyn Predictor, ids: &[u32], batch: usize, steps: usize) -> Result<Eval> {
     if batch == 0 {
         return Err(Error::option("batch", "at least 1", 0));
     }
@@ -247,7 +248,7 @@ pub fn evaluate(model: &LanguageModel, ids: &[u32], batch: usize, steps: usize) 
         }
         let x = Tensor::from_vec(x, (rows, w), &device)?;
         let y = Tensor::from_vec(y, (rows, w), &device)?.t()?.contiguous()?.flatten_all()?;
-        let (loss, s) = model.loss(&x, &y, state.as_ref(), false)?;
+        let (loss, s) = model.mean_loss(&x, &y, state.as_ref())?;
         let loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         loss_sum += loss * (rows * w) as f64;
         count += rows * w;

@@ -441,3 +441,73 @@ fn d2l_defaults_on_the_time_machine() {
     assert!(ppl > 10.0 && ppl < 30.0, "first-epoch perplexity {ppl}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `seqlm quantize` on the committed checkpoints: bf16 and int8 checkpoints that `eval` and
+/// `generate` read, with perplexities within the formats' bounds of the f32 model's, the same
+/// figures as converting on load, and clear refusals for what cannot be done.
+#[test]
+fn reduced_precision_checkpoints_stay_close_to_f32() {
+    let dir = temp("quantize");
+    for (case, bound) in [("rust_lstm_char", [0.005, 0.02]), ("torch_gru_word_tied", [0.005, 0.02])] {
+        let f32_dir = fixtures().join(case);
+        let eval = |checkpoint: &Path, extra: &[&str]| -> f64 {
+            let mut args = vec!["eval", "--checkpoint"];
+            let c = s(checkpoint);
+            args.push(&c);
+            let t = text();
+            args.extend(["--text", &t, "--json"]);
+            args.extend(extra);
+            let o = run_ok(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+            let v: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
+            v["perplexity"].as_f64().unwrap()
+        };
+        let reference = eval(&f32_dir, &[]);
+        for (precision, bound) in ["bf16", "int8"].into_iter().zip(bound) {
+            let q = dir.join(format!("{case}-{precision}"));
+            run_ok(
+                &["quantize", "--checkpoint", &s(&f32_dir), "--precision", precision, "--out", &s(&q)]
+                    .map(String::from),
+            );
+            let config = std::fs::read_to_string(q.join("config.json")).unwrap();
+            assert!(config.contains(&format!("\"precision\": \"{precision}\"")), "{config}");
+            let stored = eval(&q, &[]);
+            assert!((stored / reference - 1.0).abs() < bound, "{case} {precision}: {stored} vs f32 {reference}");
+            assert_eq!(eval(&f32_dir, &["--precision", precision]), stored, "{case} {precision}: converted on load");
+            let g =
+                run_ok(&["generate", "--checkpoint", &s(&q), "--prefix", "the time", "--len", "5"].map(String::from));
+            assert!(out(&g).starts_with("the time"), "{}", out(&g));
+            let e = run_fail(&["quantize", "--checkpoint", &s(&f32_dir), "--precision", precision, "--out", &s(&q)]);
+            assert!(e.contains("already exists"), "{e}");
+        }
+        let int8 = dir.join(format!("{case}-int8"));
+        let e = run_fail(&["eval", "--checkpoint", &s(&int8), "--text", &text(), "--precision", "bf16"]);
+        assert!(e.contains("expected bf16 (--precision), found int8 weights"), "{e}");
+        let e = run_fail(&["train", "--resume", &s(&int8), "--out", &s(&dir.join("resumed"))]);
+        assert!(e.contains("int8 weights for inference") && e.contains("expected the f32 checkpoint"), "{e}");
+    }
+    for (case, what) in [("torch_lstm_proj_char", "proj_size"), ("torch_rnn_relu_bidir", "bidirectional")] {
+        let out_dir = dir.join(case);
+        let e = run_fail(&[
+            "quantize",
+            "--checkpoint",
+            &s(&fixtures().join(case)),
+            "--precision",
+            "int8",
+            "--out",
+            &s(&out_dir),
+        ]);
+        assert!(e.contains(what), "{case}: {e}");
+        assert!(!out_dir.exists() && !dir.join(format!("{case}.tmp")).exists(), "{case}: nothing written");
+    }
+    let e = run_fail(&[
+        "quantize",
+        "--checkpoint",
+        &s(&fixtures().join("rust_lstm_char")),
+        "--precision",
+        "f32",
+        "--out",
+        &s(&dir.join("f32")),
+    ]);
+    assert!(e.contains("bf16 or int8"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -20,7 +20,8 @@ mod lstm;
 mod panel;
 pub(crate) mod real;
 mod rnn;
-mod sequence;
+pub(crate) mod row;
+pub(crate) mod sequence;
 #[cfg(target_arch = "x86_64")]
 mod threaded;
 

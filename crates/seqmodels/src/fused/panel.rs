@@ -181,6 +181,7 @@ mod avx2 {
     /// # Safety
     /// As for [`MicroKernel::tile`] with `rows = R`, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)] // q picks both the column block of b and the accumulator
     unsafe fn tile<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize) {
         let mut acc = [[_mm256_setzero_ps(); 4]; R];
         for kk in 0..k {

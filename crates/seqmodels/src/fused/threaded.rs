@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::panel::Packed;
-use super::real::Fast;
+use super::row::{gate_pass, RowOut};
 use super::sequence::{gates_mut, Biases, Dims, Forward, Grads, InputSide, Saved, Sequence};
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
@@ -341,69 +341,6 @@ pub(crate) fn forward(
         unsafe { saved.assume_filled(&d) };
     }
     (result, saved)
-}
-
-/// Where the gate pass of one row writes what backward needs besides h': the gate
-/// activations (GRU uses three, RNN none), tanh(c') (LSTM) and the hidden part of n (GRU).
-struct RowOut<'a> {
-    act: [&'a mut [f32]; 4],
-    tanh_c: &'a mut [f32],
-    ghn: &'a mut [f32],
-}
-
-simd_variants! {
-    /// The fused gate pass of one row over my units: the pre-activation sums (my gate columns
-    /// `gh` of the recurrent product and `gx` of the input one, the biases), the activations and
-    /// the state update, which writes my columns of h' (and c' in `c`).
-    fn gate_pass<'a>(
-        kind: CellKind,
-        gh: &[f32],
-        gx: &[f32],
-        biases: &Biases<f32>,
-        u0: usize,
-        h_prev: &[f32],
-        c: &mut [f32],
-        out: RowOut<'a>,
-        h_next: &mut [f32],
-    ) {
-        let nu = h_next.len();
-        let h = biases.sum.len() / kind.num_gates();
-        // Gate q of my units in my gate columns of a product, and in a full row of G (the biases).
-        fn of_gates<const Q: usize>(mine: &[f32], nu: usize) -> [&[f32]; Q] {
-            std::array::from_fn(|q| &mine[q * nu..(q + 1) * nu])
-        }
-        fn of_units<const Q: usize>(row: &[f32], h: usize, u0: usize, nu: usize) -> [&[f32]; Q] {
-            std::array::from_fn(|q| &row[q * h + u0..q * h + u0 + nu])
-        }
-        match kind {
-            CellKind::Lstm => lstm::forward_row::<f32, Fast>(
-                of_gates(gh, nu),
-                of_gates(gx, nu),
-                of_units(&biases.sum, h, u0, nu),
-                out.act,
-                c,
-                out.tanh_c,
-                h_next,
-            ),
-            CellKind::Gru => {
-                let [r, z, n, _] = out.act;
-                gru::forward_row::<f32, Fast>(
-                    of_gates(gx, nu),
-                    of_gates(gh, nu),
-                    of_units(&biases.input, h, u0, nu),
-                    of_units(&biases.hidden, h, u0, nu),
-                    h_prev,
-                    [r, z, n],
-                    out.ghn,
-                    h_next,
-                );
-            }
-            CellKind::RnnTanh | CellKind::RnnRelu => {
-                let bias = of_units::<1>(&biases.sum, h, u0, nu)[0];
-                rnn::forward_row::<f32, Fast>(kind == CellKind::RnnRelu, &gh[..nu], &gx[..nu], bias, h_next)
-            }
-        }
-    }
 }
 
 /// Backpropagation through time; the same gradients as [`Sequence::backward`].

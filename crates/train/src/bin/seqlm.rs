@@ -38,6 +38,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Language-model training and inference throughput (tokens/s), as scripts/bench_torch.py.
     Bench(commands::bench::BenchArgs),
+    /// Write a checkpoint with bf16 or int8 weights for generate and eval.
+    Quantize(commands::quantize::QuantizeArgs),
     /// Write a checkpoint's language model, or a module and its weights, as an ONNX model.
     Export(commands::export::ExportArgs),
     /// Read an ONNX model (e.g. from torch.onnx.export) into module.json and weights, or a checkpoint.
@@ -98,6 +100,7 @@ fn dispatch(command: Command, given: GivenOptions) -> anyhow::Result<()> {
         Command::Generate(args) => commands::generate::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Quantize(args) => commands::quantize::run(&args),
         Command::Export(args) => commands::export::run(&args),
         Command::Import(args) => commands::import::run(&args),
     }

@@ -2,6 +2,7 @@
 //! shared with `scripts/bench_torch.py` (see [`crate::throughput`]).
 
 use anyhow::Context;
+use seqmodels::quantized::Precision;
 use seqmodels::{CellKind, Implementation};
 
 use crate::device::DeviceChoice;
@@ -15,7 +16,7 @@ Tokens: warmup + iters random batches drawn before timing (rows of T+1 uniform t
 first T, labels the last T).
 Training: --warmup untimed, then --iters timed iterations of forward, loss, backward and SGD step \
 (fresh gradients every iteration, as zero_grad(set_to_none=True)).
-Inference: the trained parameters without autodiff graph (as torch.no_grad()), --warmup untimed, \
+Inference: the trained parameters without autodiff graph (as torch.no_grad()), in --precision, --warmup untimed, \
 then --iters timed forwards to the logits.
 Tokens/s = batch * steps / median iteration time. GFLOP/s are nominal: per token \
 sum_l 2*G*H*(I_l + H) + 2*H*V (G = 4 LSTM, 3 GRU, 1 RNN; I_0 = E, or V when E = 0; I_l = H above), \
@@ -66,12 +67,16 @@ pub struct BenchArgs {
     /// Where the model runs: cpu, cuda or cuda:N (needs a build with the `cuda` feature).
     #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu")]
     pub device: DeviceChoice,
+    /// Precision of the weights in the inference phase: f32, or bf16 / int8 on the CPU (the trained
+    /// model converted as `seqlm quantize` does); training is always f32.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Worker threads: sets RAYON_NUM_THREADS, which candle and the fused kernels read.
     /// Default: RAYON_NUM_THREADS if set, else the physical cores this process may use (as PyTorch).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Print one JSON line ({"arch", "impl", "device", "train_tokens_per_s", "infer_tokens_per_s", "threads",
-    /// "train_ms_median", "infer_ms_median", "train_gflops_per_s", "infer_gflops_per_s", "loss",
+    /// "train_ms_median", "infer_ms_median", "train_gflops_per_s", "infer_gflops_per_s", "loss", "precision",
     /// and the configuration}) instead of a readable line.
     #[arg(long)]
     pub json: bool,
@@ -94,6 +99,7 @@ impl BenchArgs {
             lr: self.lr,
             implementation: self.implementation,
             device: self.device,
+            precision: self.precision,
         }
     }
 }

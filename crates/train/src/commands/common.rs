@@ -6,7 +6,9 @@ use anyhow::Context;
 use candle_core::Device;
 use seqmodels_data::{named_corpus, Cleaning, CorpusLocator};
 
-use crate::checkpoint::{self, Loaded};
+use seqmodels::quantized::Precision;
+
+use crate::checkpoint::{self, LoadedPredictor};
 
 /// Where `seqlm` finds named corpora: `$SEQMODELS_DATA`, else `../shared/data` beside the
 /// repository it runs from (the current directory) when it exists, else the cache or a download.
@@ -24,7 +26,8 @@ pub fn default_cleaning(corpus: &str) -> Cleaning {
     named_corpus(corpus).map_or(Cleaning::None, |c| c.default_cleaning)
 }
 
-/// Opens the checkpoint in `dir` (a checkpoint or a run directory holding `checkpoint/`).
-pub fn load_checkpoint(dir: &Path, device: &Device) -> anyhow::Result<Loaded> {
-    checkpoint::load(dir, device).with_context(|| format!("loading checkpoint {}", dir.display()))
+/// Opens the checkpoint in `dir` (a checkpoint or a run directory holding `checkpoint/`) for
+/// inference in `precision` (its own when `None`).
+pub fn load_predictor(dir: &Path, device: &Device, precision: Option<Precision>) -> anyhow::Result<LoadedPredictor> {
+    checkpoint::load_predictor(dir, device, precision).with_context(|| format!("loading checkpoint {}", dir.display()))
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::commands::common::{load_checkpoint, read_corpus};
+use crate::commands::common::{load_predictor, read_corpus};
+use seqmodels::quantized::Precision;
+
 use crate::device::DeviceChoice;
 use crate::error::Error;
 use crate::trainer::evaluate;
@@ -37,6 +39,10 @@ pub struct EvalArgs {
     /// Print one JSON line {"perplexity":..,"tokens":..} instead of a sentence.
     #[arg(long)]
     pub json: bool,
+    /// Precision of the weights: f32, or bf16 / int8 on the CPU (an f32 checkpoint is converted
+    /// as it loads; see `seqlm quantize --help`) [default: the checkpoint's own].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Device: cpu, or cuda / cuda:N in a CUDA build of candle.
     #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu")]
     pub device: DeviceChoice,
@@ -63,7 +69,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if args.max_tokens == Some(0) {
         return Err(Error::option("max-tokens", "at least 1", 0).into());
     }
-    let loaded = load_checkpoint(&args.checkpoint, &device)?;
+    let loaded = load_predictor(&args.checkpoint, &device, args.precision)?;
     let (text, what) = match (&args.text, &args.corpus) {
         (Some(path), _) => (
             seqmodels_data::read_text_file(path).with_context(|| format!("reading {}", path.display()))?,
@@ -76,8 +82,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if let Some(n) = args.max_tokens {
         ids.truncate(n);
     }
-    let eval =
-        evaluate(&loaded.model, &ids, args.batch, args.steps).with_context(|| format!("evaluating on {what}"))?;
+    let eval = evaluate(loaded.model.as_ref(), &ids, args.batch, args.steps)
+        .with_context(|| format!("evaluating on {what}"))?;
     let report = EvalReport { perplexity: eval.perplexity, tokens: eval.tokens };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

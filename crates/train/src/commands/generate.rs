@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::commands::common::load_checkpoint;
+use crate::commands::common::load_predictor;
+use seqmodels::quantized::Precision;
+
 use crate::device::DeviceChoice;
 use crate::error::Error;
 use crate::generate::{check_generation_len, generate, SamplingOptions};
@@ -33,6 +35,10 @@ pub struct GenerateArgs {
     /// Seed of the sampler (sampling only).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
+    /// Precision of the weights: f32, or bf16 / int8 on the CPU (an f32 checkpoint is converted
+    /// as it loads; see `seqlm quantize --help`) [default: the checkpoint's own].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Device: cpu, or cuda / cuda:N in a CUDA build of candle.
     #[arg(long, value_name = "cpu|cuda[:N]", default_value = "cpu")]
     pub device: DeviceChoice,
@@ -45,12 +51,12 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let options =
         SamplingOptions { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
     options.validate()?;
-    let loaded = load_checkpoint(&args.checkpoint, &device)?;
+    let loaded = load_predictor(&args.checkpoint, &device, args.precision)?;
     let prefix = loaded.tokenizer.encode_prefix(&args.prefix)?;
     if prefix.is_empty() {
         return Err(Error::TooFewTokens { what: format!("the prefix {:?}", args.prefix), needed: 1 }.into());
     }
-    let new = generate(&loaded.model, &prefix, args.len, &options)?;
+    let new = generate(loaded.model.as_ref(), &prefix, args.len, &options)?;
     let mut all = prefix;
     all.extend(new);
     println!("{}", loaded.tokenizer.decode(&all));

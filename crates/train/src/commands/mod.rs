@@ -10,6 +10,7 @@ pub mod forward;
 pub mod generate;
 pub mod import;
 pub mod init;
+pub mod quantize;
 pub mod train;
 
 use std::collections::BTreeSet;

@@ -531,7 +531,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         Some(from) => TrainRun::resume(args, from, &device)?,
         None => TrainRun::fresh(args, &device)?,
     };
-    run.set_implementation(args.session.implementation.into());
+    run.set_implementation(args.session.implementation);
     run.print_summary();
     if run.finished() {
         run.print_already_done();

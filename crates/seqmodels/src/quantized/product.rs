@@ -1,0 +1,416 @@
+//! `y = x W^T` with f32 activations `x` and a [`QuantMatrix`] `W`: each weight is widened to f32
+//! as it is loaded (bf16: a shift; int8: a conversion, the row's scale applied once to the sum)
+//! and the products are accumulated in f32.
+//!
+//! The kernel is a blocked dot product: a weight row is converted once per chunk of lanes and
+//! multiplied with up to four rows of `x` while it sits in registers, so that at batch 1 the
+//! weights stream from memory exactly once (the product is bound by memory bandwidth there, and
+//! smaller weights are faster), and at larger batches each converted chunk serves four rows.
+//! Rows of `x` are taken in blocks that stay in the cache while every weight row passes.
+//!
+//! Work is split between candle's pool threads by weight rows when `x` has few rows (one
+//! sequence generating text), by rows of `x` otherwise. The dot products use AVX2 + FMA
+//! intrinsics where the CPU has them (the compiler does not vectorise the widening loads and
+//! the four-row blocking on its own), else portable Rust.
+
+use crate::error::{Error, Result};
+
+use super::matrix::{bf16_to_f32, QuantMatrix, Values};
+
+/// `out = x W^T`: `x` is (m, W.cols) row-major, `out` (m, W.rows) row-major.
+pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+    let (rows, k) = (w.rows(), w.cols());
+    if x.len() != m * k || out.len() != m * rows {
+        return Err(Error::Shape {
+            what: "quantized product".into(),
+            expected: format!("x of {m} x {k} and out of {m} x {rows} values"),
+            found: vec![x.len(), out.len()],
+        });
+    }
+    if m == 0 || rows == 0 {
+        return Ok(());
+    }
+    let simd = Avx2::detect();
+    // Below this many multiply-adds a second thread costs more than it saves.
+    const MIN_PARALLEL_WORK: usize = 1 << 16;
+    let parallel = m * rows * k >= MIN_PARALLEL_WORK && crate::pool::threads() > 1;
+    if m >= ROW_SPLIT_MIN_BATCH || !parallel {
+        // Each part: a range of rows of x and the same rows of out.
+        let min_parallel = if parallel { 2 } else { usize::MAX };
+        crate::pool::map_parts_mut(out, rows, min_parallel, |items, part| {
+            let x = &x[items.start * k..items.end * k];
+            rows_times(simd, w, 0..rows, x, part, Stride { row: 1, x_row: rows });
+        });
+    } else {
+        // Each part: a range of weight rows, written to the transposed output (rows, m), which
+        // is `out` itself when m is 1.
+        let mut transposed = if m == 1 { Vec::new() } else { vec![0f32; rows * m] };
+        let target = if m == 1 { &mut *out } else { &mut transposed[..] };
+        crate::pool::map_parts_mut(target, m, 2, |items, part| {
+            rows_times(simd, w, items, x, part, Stride { row: m, x_row: 1 });
+        });
+        if m > 1 {
+            for (r, col) in transposed.chunks_exact(m).enumerate() {
+                for (n, v) in col.iter().enumerate() {
+                    out[n * rows + r] = *v;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// From this many rows of `x` on, the work is split by rows of `x`: every thread then reads all
+/// the weights, but each converted chunk serves enough rows to pay for it.
+const ROW_SPLIT_MIN_BATCH: usize = 16;
+
+/// Where the product of weight row `r` (counted from the part's first) with row `n` of `x` goes:
+/// `out[r * row + n * x_row]`.
+#[derive(Clone, Copy)]
+struct Stride {
+    row: usize,
+    x_row: usize,
+}
+
+/// Weight rows `rows` of `w` times every row of `x`, into `out` as `stride` says.
+fn rows_times(
+    simd: Option<Avx2>,
+    w: &QuantMatrix,
+    rows: std::ops::Range<usize>,
+    x: &[f32],
+    out: &mut [f32],
+    stride: Stride,
+) {
+    let k = w.cols();
+    let (lo, hi) = (rows.start * k, rows.end * k);
+    match (w.values(), simd) {
+        (Values::F32(v), Some(s)) => rows_kernel(s, &v[lo..hi], k, None, x, out, stride),
+        (Values::Bf16(v), Some(s)) => rows_kernel(s, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
+        (Values::Int8 { q, scales }, Some(s)) => rows_kernel(s, &q[lo..hi], k, Some(&scales[rows]), x, out, stride),
+        (Values::F32(v), None) => rows_kernel(Portable, &v[lo..hi], k, None, x, out, stride),
+        (Values::Bf16(v), None) => rows_kernel(Portable, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
+        (Values::Int8 { q, scales }, None) => rows_kernel(Portable, &q[lo..hi], k, Some(&scales[rows]), x, out, stride),
+    }
+}
+
+/// A stored weight that widens to f32.
+trait Weight: Copy {
+    /// How [`avx2`] loads eight of them.
+    const KIND: Kind;
+    fn widen(self) -> f32;
+}
+/// The stored formats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    F32,
+    Bf16,
+    I8,
+}
+impl Weight for f32 {
+    const KIND: Kind = Kind::F32;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+impl Weight for i8 {
+    const KIND: Kind = Kind::I8;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f32::from(self)
+    }
+}
+/// bfloat16 bits.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Bf16(u16);
+impl Bf16 {
+    fn cast(bits: &[u16]) -> &[Bf16] {
+        // SAFETY: `Bf16` is `repr(transparent)` over `u16`: same size, alignment and validity.
+        unsafe { std::slice::from_raw_parts(bits.as_ptr().cast(), bits.len()) }
+    }
+}
+impl Weight for Bf16 {
+    const KIND: Kind = Kind::Bf16;
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        bf16_to_f32(self.0)
+    }
+}
+
+/// The dot products of one weight row with one or four rows of `x` (all of the row's length).
+trait Dots<W: Weight>: Copy {
+    fn dot4(self, w: &[W], x: [&[f32]; 4]) -> [f32; 4];
+    fn dot1(self, w: &[W], x: &[f32]) -> f32;
+}
+
+/// Plain Rust, for CPUs without AVX2.
+#[derive(Clone, Copy)]
+struct Portable;
+
+impl<W: Weight> Dots<W> for Portable {
+    fn dot4(self, w: &[W], x: [&[f32]; 4]) -> [f32; 4] {
+        let mut sums = [0f32; 4];
+        for (i, v) in w.iter().enumerate() {
+            let v = v.widen();
+            for b in 0..4 {
+                sums[b] += v * x[b][i];
+            }
+        }
+        sums
+    }
+    fn dot1(self, w: &[W], x: &[f32]) -> f32 {
+        w.iter().zip(x).map(|(v, x)| v.widen() * x).sum()
+    }
+}
+
+/// Proof that the CPU has AVX2 and FMA (and that `SEQMODELS_SIMD` does not say `none`).
+#[derive(Clone, Copy)]
+struct Avx2(());
+
+impl Avx2 {
+    fn detect() -> Option<Avx2> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let has = *HAS.get_or_init(|| {
+                crate::simd::Simd::detect().is_some()
+                    && std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            });
+            has.then_some(Avx2(()))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+}
+
+impl<W: Weight> Dots<W> for Avx2 {
+    fn dot4(self, w: &[W], x: [&[f32]; 4]) -> [f32; 4] {
+        assert!(x.iter().all(|r| r.len() == w.len()), "rows of the weights' length");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an `Avx2` is only made after the CPU reported AVX2 and FMA; the rows have the
+        // weights' length (asserted above).
+        return unsafe { avx2::dot4(w, x) };
+        #[cfg(not(target_arch = "x86_64"))]
+        Portable.dot4(w, x)
+    }
+    fn dot1(self, w: &[W], x: &[f32]) -> f32 {
+        assert_eq!(x.len(), w.len(), "a row of the weights' length");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot4`.
+        return unsafe { avx2::dot1(w, x) };
+        #[cfg(not(target_arch = "x86_64"))]
+        Portable.dot1(w, x)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Kind, Weight};
+
+    /// Eight weights from `p`, widened to f32.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `p` points at eight readable weights.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load8<W: Weight>(p: *const W) -> __m256 {
+        // SAFETY: the caller's contract; the loads are unaligned ones.
+        unsafe {
+            match W::KIND {
+                Kind::F32 => _mm256_loadu_ps(p.cast()),
+                Kind::Bf16 => {
+                    let halves = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(halves))
+                }
+                Kind::I8 => _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))),
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn sum8(v: __m256) -> f32 {
+        let four = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let two = _mm_add_ps(four, _mm_movehl_ps(four, four));
+        _mm_cvtss_f32(_mm_add_ss(two, _mm_shuffle_ps::<1>(two, two)))
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; every row of `x` has `w.len()` elements.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot4<W: Weight>(w: &[W], x: [&[f32]; 4]) -> [f32; 4] {
+        let k = w.len();
+        let (wp, xp) = (w.as_ptr(), x.map(<[f32]>::as_ptr));
+        // Two chunks of eight per row: eight independent sums.
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut i = 0;
+        // SAFETY (the loads): i + 16 <= k (then i + 8 <= k) elements of w and of each row.
+        unsafe {
+            while i + 16 <= k {
+                let (w0, w1) = (load8(wp.add(i)), load8(wp.add(i + 8)));
+                for b in 0..4 {
+                    acc[2 * b] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp[b].add(i)), acc[2 * b]);
+                    acc[2 * b + 1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp[b].add(i + 8)), acc[2 * b + 1]);
+                }
+                i += 16;
+            }
+            if i + 8 <= k {
+                let w0 = load8(wp.add(i));
+                for b in 0..4 {
+                    acc[2 * b] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp[b].add(i)), acc[2 * b]);
+                }
+                i += 8;
+            }
+        }
+        let mut sums = [0f32; 4];
+        for b in 0..4 {
+            sums[b] = sum8(_mm256_add_ps(acc[2 * b], acc[2 * b + 1]));
+            for j in i..k {
+                sums[b] += w[j].widen() * x[b][j];
+            }
+        }
+        sums
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; `x` has `w.len()` elements.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot1<W: Weight>(w: &[W], x: &[f32]) -> f32 {
+        let k = w.len();
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY (the loads): i + 32 <= k (then i + 8 <= k) elements of w and x.
+        unsafe {
+            while i + 32 <= k {
+                for (u, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(load8(wp.add(i + 8 * u)), _mm256_loadu_ps(xp.add(i + 8 * u)), *acc);
+                }
+                i += 32;
+            }
+            while i + 8 <= k {
+                acc[0] = _mm256_fmadd_ps(load8(wp.add(i)), _mm256_loadu_ps(xp.add(i)), acc[0]);
+                i += 8;
+            }
+        }
+        let mut sum = sum8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        for j in i..k {
+            sum += w[j].widen() * x[j];
+        }
+        sum
+    }
+}
+
+/// Rows of `x` kept in the cache while every weight row of a part passes over them.
+const X_BLOCK: usize = 32;
+
+/// The blocked loop over rows of `x` and weight rows; `dots` does the arithmetic.
+fn rows_kernel<W: Weight, D: Dots<W>>(
+    dots: D,
+    w: &[W],
+    k: usize,
+    scales: Option<&[f32]>,
+    x: &[f32],
+    out: &mut [f32],
+    stride: Stride,
+) {
+    if k == 0 {
+        return out.fill(0.0);
+    }
+    let (rows, m) = (w.len() / k, x.len() / k);
+    for n0 in (0..m).step_by(X_BLOCK) {
+        let n1 = m.min(n0 + X_BLOCK);
+        for (r, w_row) in w.chunks_exact(k).enumerate().take(rows) {
+            let scale = scales.map_or(1.0, |s| s[r]);
+            let mut put = |n: usize, v: f32| out[r * stride.row + n * stride.x_row] = v * scale;
+            let mut n = n0;
+            while n + 4 <= n1 {
+                let row = |b: usize| &x[(n + b) * k..(n + b + 1) * k];
+                let sums = dots.dot4(w_row, [row(0), row(1), row(2), row(3)]);
+                for (b, v) in sums.into_iter().enumerate() {
+                    put(n + b, v);
+                }
+                n += 4;
+            }
+            for n in n..n1 {
+                put(n, dots.dot1(w_row, &x[n * k..(n + 1) * k]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Precision;
+    use super::*;
+
+    fn reference(w: &[f32], rows: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+        let mut out = vec![0f32; m * rows];
+        for n in 0..m {
+            for r in 0..rows {
+                out[n * rows + r] =
+                    (0..k).map(|i| f64::from(w[r * k + i]) * f64::from(x[n * k + i])).sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_precision_and_shape_matches_the_dequantized_product() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        // Batch 1, a few rows, the row-split threshold and beyond; k with and without a tail.
+        for &(m, rows, k) in &[(1, 3, 5), (1, 300, 130), (3, 64, 64), (5, 257, 200), (16, 40, 33), (37, 129, 300)] {
+            let w: Vec<f32> = (0..rows * k).map(|_| next()).collect();
+            let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
+                let q = QuantMatrix::quantize(&w, rows, k, precision).unwrap();
+                let want = reference(&q.dequantize(), rows, k, &x, m);
+                let mut got = vec![f32::NAN; m * rows];
+                product(&q, &x, m, &mut got).unwrap();
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    // f32 accumulation of k products of magnitude <= 1, in another order.
+                    assert!(
+                        (a - b).abs() <= 1e-5 * k as f32,
+                        "{precision:?} m={m} rows={rows} k={k} [{i}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_avx2_kernels_match_the_portable_ones() {
+        let Some(avx2) = Avx2::detect() else { return };
+        let (k, m) = (203, 9);
+        let w: Vec<f32> = (0..3 * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+        for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
+            let q = QuantMatrix::quantize(&w, 3, k, precision).unwrap();
+            let stride = Stride { row: 1, x_row: 3 };
+            let (mut fast, mut plain) = (vec![0f32; m * 3], vec![0f32; m * 3]);
+            let run = |dots: Option<Avx2>, out: &mut [f32]| rows_times(dots, &q, 0..3, &x, out, stride);
+            run(Some(avx2), &mut fast);
+            run(None, &mut plain);
+            for (a, b) in fast.iter().zip(&plain) {
+                assert!((a - b).abs() <= 1e-5 * k as f32, "{precision:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        let q = QuantMatrix::quantize(&[1.0; 6], 2, 3, Precision::Bf16).unwrap();
+        let mut out = vec![0.0; 2];
+        assert!(product(&q, &[1.0; 4], 1, &mut out).is_err());
+        product(&q, &[1.0; 3], 1, &mut out).unwrap();
+        assert_eq!(out, vec![3.0, 3.0]);
+    }
+}
