@@ -17,6 +17,9 @@
 //!   bf16 or int8 by [`QuantizedLm::from_model`]), `warmup` untimed then `iters` timed forwards to
 //!   the logits (no loss).
 //!
+//! With `skip_training` the training phase is left out (its figures are `None`) and inference runs
+//! on the initial parameters.
+//!
 //! Throughput is `batch * steps` tokens over the median iteration time.
 //!
 //! Threads: candle and the fused kernels use `candle_core::utils::get_num_threads()`, which is
@@ -89,6 +92,8 @@ pub struct BenchConfig {
     /// int8 run the trained model converted by [`QuantizedLm::from_model`], on the CPU.
     #[serde(serialize_with = "as_str")]
     pub precision: Precision,
+    /// Time the inference phase only, on the initial (seeded) parameters.
+    pub skip_training: bool,
 }
 
 /// Serialises a value through its name on the command line (`lstm`, `auto`, `cuda:1`, ...).
@@ -138,6 +143,7 @@ impl Default for BenchConfig {
             implementation: Implementation::Auto,
             device: DeviceChoice::Cpu,
             precision: Precision::F32,
+            skip_training: false,
         }
     }
 }
@@ -214,42 +220,44 @@ pub struct BenchReport {
     /// What was measured.
     #[serde(flatten)]
     pub config: BenchConfig,
-    /// Training tokens per second: `batch * steps` over the median training iteration.
-    pub train_tokens_per_s: f64,
+    /// Training tokens per second: `batch * steps` over the median training iteration (`None`,
+    /// `null` in JSON, with `skip_training`, as for the other training figures).
+    pub train_tokens_per_s: Option<f64>,
     /// Inference tokens per second: `batch * steps` over the median forward.
     pub infer_tokens_per_s: f64,
     /// Threads candle and the fused kernels use (`candle_core::utils::get_num_threads()`).
     pub threads: usize,
     /// Median training iteration (forward, loss, backward, SGD step), milliseconds.
-    pub train_ms_median: f64,
+    pub train_ms_median: Option<f64>,
     /// Median inference forward, milliseconds.
     pub infer_ms_median: f64,
     /// Nominal training GFLOP/s (3 x [`flops_per_token`] per token).
-    pub train_gflops_per_s: f64,
+    pub train_gflops_per_s: Option<f64>,
     /// Nominal inference GFLOP/s ([`flops_per_token`] per token).
     pub infer_gflops_per_s: f64,
     /// The loss of the last training iteration (a diverging run shows here).
-    pub loss: f64,
+    pub loss: Option<f64>,
 }
 
 impl BenchReport {
     /// One readable line: tokens/s, milliseconds per iteration and GFLOP/s of both phases.
     pub fn summary(&self) -> String {
+        let train = match (self.train_tokens_per_s, self.train_ms_median, self.train_gflops_per_s, self.loss) {
+            (Some(t), Some(ms), Some(g), Some(loss)) => {
+                format!("train {t:.0} tokens/s ({ms:.2} ms/iter, {g:.1} GFLOP/s, loss {loss:.4})")
+            }
+            _ => "train skipped".to_string(),
+        };
         format!(
-            "seqlm {} ({}, {}): train {:.0} tokens/s ({:.2} ms/iter, {:.1} GFLOP/s), infer {} {:.0} tokens/s \
-             ({:.2} ms/iter, {:.1} GFLOP/s), {} threads, loss {:.4}",
+            "seqlm {} ({}, {}): {train}, infer {} {:.0} tokens/s ({:.2} ms/iter, {:.1} GFLOP/s), {} threads",
             self.config.arch.short_name(),
             self.config.implementation.name(),
             self.config.device,
-            self.train_tokens_per_s,
-            self.train_ms_median,
-            self.train_gflops_per_s,
             self.config.precision.name(),
             self.infer_tokens_per_s,
             self.infer_ms_median,
             self.infer_gflops_per_s,
             self.threads,
-            self.loss
         )
     }
 }
@@ -269,7 +277,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
 
     let mut train_s = Vec::with_capacity(cfg.iters);
     let mut last_loss = None;
-    for (i, (inputs, labels)) in batches.iter().enumerate() {
+    for (i, (inputs, labels)) in batches.iter().enumerate().filter(|_| !cfg.skip_training) {
         let start = Instant::now();
         let (loss, _) = model.loss(inputs, labels, None, true)?;
         let grads = loss.backward()?;
@@ -282,10 +290,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         }
         last_loss = Some(loss);
     }
-    let loss = match last_loss {
-        Some(l) => l.to_dtype(DType::F64)?.to_scalar::<f64>()?,
-        None => f64::NAN,
-    };
+    let loss = last_loss.map(|l| l.to_dtype(DType::F64)?.to_scalar::<f64>()).transpose()?;
 
     // The trained parameters as plain tensors: no variable, so no autodiff graph.
     let detached: HashMap<String, Tensor> =
@@ -310,15 +315,16 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
 
     let tokens = cfg.tokens_per_iter() as f64;
     let fpt = flops_per_token(cfg);
-    let (train_med, infer_med) = (median(&mut train_s), median(&mut infer_s));
+    let train_med = (!cfg.skip_training).then(|| median(&mut train_s));
+    let infer_med = median(&mut infer_s);
     Ok(BenchReport {
         config: cfg.clone(),
-        train_tokens_per_s: tokens / train_med,
+        train_tokens_per_s: train_med.map(|t| tokens / t),
         infer_tokens_per_s: tokens / infer_med,
         threads: candle_core::utils::get_num_threads(),
-        train_ms_median: train_med * 1e3,
+        train_ms_median: train_med.map(|t| t * 1e3),
         infer_ms_median: infer_med * 1e3,
-        train_gflops_per_s: 3.0 * fpt * tokens / train_med / 1e9,
+        train_gflops_per_s: train_med.map(|t| 3.0 * fpt * tokens / t / 1e9),
         infer_gflops_per_s: fpt * tokens / infer_med / 1e9,
         loss,
     })

@@ -106,6 +106,21 @@ impl QuantMatrix {
         }
     }
 
+    /// Rows `rows` as f32 into `out` (their `rows.len() * cols` values).
+    pub fn dequantize_rows_into(&self, rows: std::ops::Range<usize>, out: &mut [f32]) {
+        let (lo, hi) = (rows.start * self.cols, rows.end * self.cols);
+        match &self.values {
+            Values::F32(v) => out.copy_from_slice(&v[lo..hi]),
+            Values::Bf16(v) => out.iter_mut().zip(&v[lo..hi]).for_each(|(o, &b)| *o = bf16_to_f32(b)),
+            Values::Int8 { q, scales } => {
+                let rows_out = out.chunks_exact_mut(self.cols.max(1));
+                for ((o, row), s) in rows_out.zip(q[lo..hi].chunks_exact(self.cols.max(1))).zip(&scales[rows]) {
+                    o.iter_mut().zip(row).for_each(|(o, &v)| *o = f32::from(v) * s);
+                }
+            }
+        }
+    }
+
     /// Bytes of the stored values (and scales): what one product with a single row reads.
     pub fn bytes(&self) -> usize {
         match &self.values {

@@ -12,13 +12,16 @@
 //! - **int8**: each row `r` of a matrix quantized symmetrically with its own scale,
 //!   `s_r = max_k |W[r][k]| / 127` and `q[r][k] = round(W[r][k] / s_r)` in -127..=127, the
 //!   per-channel form of PyTorch's dynamic quantization of the weights;
-//! - biases, states, activations and every sum stay f32: a weight is widened to f32 when it
-//!   is loaded, the products accumulate in f32 (the int8 row scale multiplies the finished
-//!   sum), and the gate pass is the one the f32 kernels run. Unlike PyTorch's dynamic
-//!   quantization, the activations are not quantized.
+//! - biases, states, activations and the gate pass stay f32 (the gate pass is the one the f32
+//!   kernels run). bf16 weights are widened to f32 as they are loaded and the products
+//!   accumulate in f32. int8 weights multiply the activations rounded to 16-bit integers, one
+//!   scale per row (PyTorch's dynamic quantization rounds them to 8 bits), with exact integer
+//!   sums; the two scales multiply each sum. With many rows at once (a whole sequence's input
+//!   side, the decoder over all steps) the weights are widened to f32 and the product is an f32
+//!   GEMM instead.
 //!
-//! The products are compiled for AVX-512 and for AVX2 + FMA and chosen at run time, with a
-//! portable fallback ([`crate::simd`]).
+//! The products use AVX2 + FMA intrinsics where the CPU has them (AVX-512 CPUs included), else
+//! portable Rust with the same results up to the order of the sums.
 
 mod matrix;
 mod product;

@@ -1,6 +1,9 @@
-//! `y = x W^T` with f32 activations `x` and a [`QuantMatrix`] `W`: each weight is widened to f32
-//! as it is loaded (bf16: a shift; int8: a conversion, the row's scale applied once to the sum)
-//! and the products are accumulated in f32.
+//! `y = x W^T` with f32 activations `x` and a [`QuantMatrix`] `W`. bf16 and f32 weights are
+//! widened to f32 as they are loaded and the products accumulated in f32. int8 weights multiply
+//! `x` rounded to 16-bit integers (one scale per row of `x`, relative error at most 2^-16 of the
+//! row's largest value) with integer multiply-adds, in blocks summed in f32; the weight row's
+//! and the `x` row's scales multiply the sum. From 128 rows of `x` on (`DEQUANTIZE_MIN_BATCH`), the
+//! weights are widened to f32 instead and the product is an f32 GEMM.
 //!
 //! The kernel is a blocked dot product: a weight row is converted once per chunk of lanes and
 //! multiplied with up to four rows of `x` while it sits in registers, so that at batch 1 the
@@ -14,6 +17,7 @@
 //! the four-row blocking on its own), else portable Rust.
 
 use crate::error::{Error, Result};
+use crate::fused::gemm::{as_is, matmul, transposed, Init};
 
 use super::matrix::{bf16_to_f32, QuantMatrix, Values};
 
@@ -30,7 +34,21 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
     if m == 0 || rows == 0 {
         return Ok(());
     }
+    if m >= DEQUANTIZE_MIN_BATCH && w.precision() != super::Precision::F32 {
+        // Many rows of x: the arithmetic dominates, and the f32 GEMM does it best; widening the
+        // weights once costs a small fraction of it.
+        let mut wide = vec![0f32; rows * k];
+        crate::pool::map_parts_mut(&mut wide, k, 64, |items, part| w.dequantize_rows_into(items, part));
+        let threads = crate::fused::num_threads();
+        matmul((m, rows, k), out, Init::Zero, as_is(x), transposed(&wide), threads);
+        return Ok(());
+    }
     let simd = Avx2::detect();
+    // int8 weights at small batches: x rounded to 16-bit integers, one scale per row, so that
+    // the products run as integer multiply-adds (two per instruction and lane, no conversion of
+    // the weights).
+    let x16 = matches!(w.values(), Values::Int8 { .. }).then(|| quantize_rows_i16(x, k));
+    let x16 = x16.as_ref().map(|(q, s)| (q.as_slice(), s.as_slice()));
     // Below this many multiply-adds a second thread costs more than it saves.
     const MIN_PARALLEL_WORK: usize = 1 << 16;
     let parallel = m * rows * k >= MIN_PARALLEL_WORK && crate::pool::threads() > 1;
@@ -38,8 +56,8 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
         // Each part: a range of rows of x and the same rows of out.
         let min_parallel = if parallel { 2 } else { usize::MAX };
         crate::pool::map_parts_mut(out, rows, min_parallel, |items, part| {
-            let x = &x[items.start * k..items.end * k];
-            rows_times(simd, w, 0..rows, x, part, Stride { row: 1, x_row: rows });
+            let lhs = Lhs { x: &x[items.start * k..items.end * k], x16: x16.map(|(q, s)| (&q[items.start * k..items.end * k], &s[items.clone()])) };
+            rows_times(simd, w, 0..rows, lhs, part, Stride { row: 1, x_row: rows });
         });
     } else {
         // Each part: a range of weight rows, written to the transposed output (rows, m), which
@@ -47,7 +65,7 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
         let mut transposed = if m == 1 { Vec::new() } else { vec![0f32; rows * m] };
         let target = if m == 1 { &mut *out } else { &mut transposed[..] };
         crate::pool::map_parts_mut(target, m, 2, |items, part| {
-            rows_times(simd, w, items, x, part, Stride { row: m, x_row: 1 });
+            rows_times(simd, w, items, Lhs { x, x16 }, part, Stride { row: m, x_row: 1 });
         });
         if m > 1 {
             for (r, col) in transposed.chunks_exact(m).enumerate() {
@@ -59,6 +77,10 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
     }
     Ok(())
 }
+
+/// From this many rows of `x` on (the input side of a whole sequence, the decoder), the weights
+/// are widened to f32 once and the product runs as an f32 GEMM.
+const DEQUANTIZE_MIN_BATCH: usize = 128;
 
 /// From this many rows of `x` on, the work is split by rows of `x`: every thread then reads all
 /// the weights, but each converted chunk serves enough rows to pay for it.
@@ -72,24 +94,45 @@ struct Stride {
     x_row: usize,
 }
 
-/// Weight rows `rows` of `w` times every row of `x`, into `out` as `stride` says.
-fn rows_times(
-    simd: Option<Avx2>,
-    w: &QuantMatrix,
-    rows: std::ops::Range<usize>,
-    x: &[f32],
-    out: &mut [f32],
-    stride: Stride,
-) {
+/// The left operand of a part: rows of `x`, and for int8 weights the same rows as 16-bit
+/// integers with their scales.
+#[derive(Clone, Copy)]
+struct Lhs<'a> {
+    x: &'a [f32],
+    x16: Option<(&'a [i16], &'a [f32])>,
+}
+
+/// Each row of the (rows, k) `x` as `round(x / s)` in -32767..=32767 with
+/// `s = max |x| / 32767` (1 for a row of zeros), and the scales.
+fn quantize_rows_i16(x: &[f32], k: usize) -> (Vec<i16>, Vec<f32>) {
+    let (mut q, mut scales) = (Vec::with_capacity(x.len()), Vec::with_capacity(x.len() / k.max(1)));
+    for row in x.chunks_exact(k.max(1)) {
+        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = if max > 0.0 && max.is_finite() { max / 32767.0 } else { 1.0 };
+        q.extend(row.iter().map(|v| (v / scale).round().clamp(-32767.0, 32767.0) as i16));
+        scales.push(scale);
+    }
+    (q, scales)
+}
+
+/// Weight rows `rows` of `w` times every row of `lhs`, into `out` as `stride` says.
+fn rows_times(simd: Option<Avx2>, w: &QuantMatrix, rows: std::ops::Range<usize>, lhs: Lhs, out: &mut [f32], stride: Stride) {
     let k = w.cols();
     let (lo, hi) = (rows.start * k, rows.end * k);
-    match (w.values(), simd) {
-        (Values::F32(v), Some(s)) => rows_kernel(s, &v[lo..hi], k, None, x, out, stride),
-        (Values::Bf16(v), Some(s)) => rows_kernel(s, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
-        (Values::Int8 { q, scales }, Some(s)) => rows_kernel(s, &q[lo..hi], k, Some(&scales[rows]), x, out, stride),
-        (Values::F32(v), None) => rows_kernel(Portable, &v[lo..hi], k, None, x, out, stride),
-        (Values::Bf16(v), None) => rows_kernel(Portable, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
-        (Values::Int8 { q, scales }, None) => rows_kernel(Portable, &q[lo..hi], k, Some(&scales[rows]), x, out, stride),
+    let x = (lhs.x, None);
+    match (w.values(), simd, lhs.x16) {
+        (Values::F32(v), Some(s), _) => rows_kernel(s, &v[lo..hi], k, None, x, out, stride),
+        (Values::Bf16(v), Some(s), _) => rows_kernel(s, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
+        (Values::Int8 { q, scales }, Some(s), Some((xq, xs))) => {
+            rows_kernel(s, &q[lo..hi], k, Some(&scales[rows]), (xq, Some(xs)), out, stride)
+        }
+        (Values::Int8 { q, scales }, Some(s), None) => rows_kernel(s, &q[lo..hi], k, Some(&scales[rows]), x, out, stride),
+        (Values::F32(v), None, _) => rows_kernel(Portable, &v[lo..hi], k, None, x, out, stride),
+        (Values::Bf16(v), None, _) => rows_kernel(Portable, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
+        (Values::Int8 { q, scales }, None, Some((xq, xs))) => {
+            rows_kernel(Portable, &q[lo..hi], k, Some(&scales[rows]), (xq, Some(xs)), out, stride)
+        }
+        (Values::Int8 { q, scales }, None, None) => rows_kernel(Portable, &q[lo..hi], k, Some(&scales[rows]), x, out, stride),
     }
 }
 
@@ -138,17 +181,27 @@ impl Weight for Bf16 {
     }
 }
 
-/// The dot products of one weight row with one or four rows of `x` (all of the row's length).
-trait Dots<W: Weight>: Copy {
-    fn dot4(self, w: &[W], x: [&[f32]; 4]) -> [f32; 4];
-    fn dot1(self, w: &[W], x: &[f32]) -> f32;
+/// The dot products of one weight row with one or four rows of `x` (all of the row's length),
+/// before the scales.
+trait Dots<W, X>: Copy {
+    fn dot4(self, w: &[W], x: [&[X]; 4]) -> [f32; 4];
+    fn dot1(self, w: &[W], x: &[X]) -> f32;
 }
 
 /// Plain Rust, for CPUs without AVX2.
 #[derive(Clone, Copy)]
 struct Portable;
 
-impl<W: Weight> Dots<W> for Portable {
+impl Dots<i8, i16> for Portable {
+    fn dot4(self, w: &[i8], x: [&[i16]; 4]) -> [f32; 4] {
+        x.map(|x| self.dot1(w, x))
+    }
+    fn dot1(self, w: &[i8], x: &[i16]) -> f32 {
+        w.iter().zip(x).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum::<i64>() as f32
+    }
+}
+
+impl<W: Weight> Dots<W, f32> for Portable {
     fn dot4(self, w: &[W], x: [&[f32]; 4]) -> [f32; 4] {
         let mut sums = [0f32; 4];
         for (i, v) in w.iter().enumerate() {
@@ -185,7 +238,27 @@ impl Avx2 {
     }
 }
 
-impl<W: Weight> Dots<W> for Avx2 {
+impl Dots<i8, i16> for Avx2 {
+    fn dot4(self, w: &[i8], x: [&[i16]; 4]) -> [f32; 4] {
+        assert!(x.iter().all(|r| r.len() == w.len()), "rows of the weights' length");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an `Avx2` is only made after the CPU reported AVX2 and FMA; the rows have the
+        // weights' length (asserted above).
+        return unsafe { avx2::dot4_i16(w, x) };
+        #[cfg(not(target_arch = "x86_64"))]
+        Portable.dot4(w, x)
+    }
+    fn dot1(self, w: &[i8], x: &[i16]) -> f32 {
+        assert_eq!(x.len(), w.len(), "a row of the weights' length");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot4`.
+        return unsafe { avx2::dot1_i16(w, x) };
+        #[cfg(not(target_arch = "x86_64"))]
+        Portable.dot1(w, x)
+    }
+}
+
+impl<W: Weight> Dots<W, f32> for Avx2 {
     fn dot4(self, w: &[W], x: [&[f32]; 4]) -> [f32; 4] {
         assert!(x.iter().all(|r| r.len() == w.len()), "rows of the weights' length");
         #[cfg(target_arch = "x86_64")]
@@ -303,18 +376,100 @@ mod avx2 {
         }
         sum
     }
+
+    /// Elements per block of the integer sums. A lane of `_mm256_madd_epi16` is the sum of two
+    /// products of at most 127 * 32767; an accumulator lane takes at most one per 16 elements, so
+    /// a block adds at most 256 of them, below 2^31, before its sums go to f32.
+    const I16_BLOCK: usize = 4096;
+
+    /// Sixteen int8 weights from `p`, widened to i16.
+    ///
+    /// # Safety
+    /// AVX2; `p` points at sixteen readable weights.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load16(p: *const i8) -> __m256i {
+        // SAFETY: the caller's contract; an unaligned load.
+        unsafe { _mm256_cvtepi8_epi16(_mm_loadu_si128(p.cast())) }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; every row of `x` has `w.len()` elements.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot4_i16(w: &[i8], x: [&[i16]; 4]) -> [f32; 4] {
+        let k = w.len();
+        let (wp, xp) = (w.as_ptr(), x.map(<[i16]>::as_ptr));
+        let mut total = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 16 <= k {
+            let end = k.min(i + I16_BLOCK);
+            let mut acc = [_mm256_setzero_si256(); 4];
+            // SAFETY (the loads): i + 16 <= end <= k elements of w and of each row.
+            unsafe {
+                while i + 16 <= end {
+                    let w16 = load16(wp.add(i));
+                    for b in 0..4 {
+                        let p = _mm256_madd_epi16(w16, _mm256_loadu_si256(xp[b].add(i).cast()));
+                        acc[b] = _mm256_add_epi32(acc[b], p);
+                    }
+                    i += 16;
+                }
+            }
+            for b in 0..4 {
+                total[b] = _mm256_add_ps(total[b], _mm256_cvtepi32_ps(acc[b]));
+            }
+        }
+        let mut sums = [0f32; 4];
+        for b in 0..4 {
+            let tail: i32 = (i..k).map(|j| i32::from(w[j]) * i32::from(x[b][j])).sum();
+            sums[b] = sum8(total[b]) + tail as f32;
+        }
+        sums
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; `x` has `w.len()` elements.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot1_i16(w: &[i8], x: &[i16]) -> f32 {
+        let k = w.len();
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut total = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= k {
+            let end = k.min(i + I16_BLOCK);
+            // Two independent sums, so that consecutive multiply-adds do not wait on each other.
+            let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            // SAFETY (the loads): i + 32 (then i + 16) <= end <= k elements of w and x.
+            unsafe {
+                while i + 32 <= end {
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(load16(wp.add(i)), _mm256_loadu_si256(xp.add(i).cast())));
+                    let (w1, x1) = (load16(wp.add(i + 16)), _mm256_loadu_si256(xp.add(i + 16).cast()));
+                    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(w1, x1));
+                    i += 32;
+                }
+                if i + 16 <= end {
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(load16(wp.add(i)), _mm256_loadu_si256(xp.add(i).cast())));
+                    i += 16;
+                }
+            }
+            total = _mm256_add_ps(total, _mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)));
+        }
+        let tail: i32 = (i..k).map(|j| i32::from(w[j]) * i32::from(x[j])).sum();
+        sum8(total) + tail as f32
+    }
 }
 
 /// Rows of `x` kept in the cache while every weight row of a part passes over them.
 const X_BLOCK: usize = 32;
 
-/// The blocked loop over rows of `x` and weight rows; `dots` does the arithmetic.
-fn rows_kernel<W: Weight, D: Dots<W>>(
+/// The blocked loop over rows of `x` and weight rows; `dots` does the arithmetic, then the
+/// weight rows' `scales` and the rows of `x`'s scales multiply the sums.
+fn rows_kernel<W, X, D: Dots<W, X>>(
     dots: D,
     w: &[W],
     k: usize,
     scales: Option<&[f32]>,
-    x: &[f32],
+    (x, x_scales): (&[X], Option<&[f32]>),
     out: &mut [f32],
     stride: Stride,
 ) {
@@ -326,7 +481,9 @@ fn rows_kernel<W: Weight, D: Dots<W>>(
         let n1 = m.min(n0 + X_BLOCK);
         for (r, w_row) in w.chunks_exact(k).enumerate().take(rows) {
             let scale = scales.map_or(1.0, |s| s[r]);
-            let mut put = |n: usize, v: f32| out[r * stride.row + n * stride.x_row] = v * scale;
+            let mut put = |n: usize, v: f32| {
+                out[r * stride.row + n * stride.x_row] = v * scale * x_scales.map_or(1.0, |s| s[n])
+            };
             let mut n = n0;
             while n + 4 <= n1 {
                 let row = |b: usize| &x[(n + b) * k..(n + b + 1) * k];
@@ -367,7 +524,7 @@ mod tests {
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
         // Batch 1, a few rows, the row-split threshold and beyond; k with and without a tail.
-        for &(m, rows, k) in &[(1, 3, 5), (1, 300, 130), (3, 64, 64), (5, 257, 200), (16, 40, 33), (37, 129, 300)] {
+        for &(m, rows, k) in &[(1, 3, 5), (1, 300, 130), (3, 64, 64), (5, 257, 200), (16, 40, 33), (37, 129, 300), (130, 20, 70), (1, 3, 9000), (5, 4, 4100)] {
             let w: Vec<f32> = (0..rows * k).map(|_| next()).collect();
             let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
             for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
@@ -396,7 +553,9 @@ mod tests {
             let q = QuantMatrix::quantize(&w, 3, k, precision).unwrap();
             let stride = Stride { row: 1, x_row: 3 };
             let (mut fast, mut plain) = (vec![0f32; m * 3], vec![0f32; m * 3]);
-            let run = |dots: Option<Avx2>, out: &mut [f32]| rows_times(dots, &q, 0..3, &x, out, stride);
+            let (xq, xs) = quantize_rows_i16(&x, k);
+            let lhs = Lhs { x: &x, x16: (precision == Precision::Int8).then_some((&xq[..], &xs[..])) };
+            let run = |dots: Option<Avx2>, out: &mut [f32]| rows_times(dots, &q, 0..3, lhs, out, stride);
             run(Some(avx2), &mut fast);
             run(None, &mut plain);
             for (a, b) in fast.iter().zip(&plain) {

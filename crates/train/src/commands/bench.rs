@@ -71,13 +71,17 @@ pub struct BenchArgs {
     /// model converted as `seqlm quantize` does); training is always f32.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
+    /// Leave the training phase out (its figures are null); inference runs on the initial weights.
+    #[arg(long)]
+    pub skip_training: bool,
     /// Worker threads: sets RAYON_NUM_THREADS, which candle and the fused kernels read.
     /// Default: RAYON_NUM_THREADS if set, else the physical cores this process may use (as PyTorch).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Print one JSON line ({"arch", "impl", "device", "train_tokens_per_s", "infer_tokens_per_s", "threads",
     /// "train_ms_median", "infer_ms_median", "train_gflops_per_s", "infer_gflops_per_s", "loss", "precision",
-    /// and the configuration}) instead of a readable line.
+    /// "skip_training" and the configuration; the training figures and "loss" are null with
+    /// --skip-training}) instead of a readable line.
     #[arg(long)]
     pub json: bool,
 }
@@ -100,6 +104,7 @@ impl BenchArgs {
             implementation: self.implementation,
             device: self.device,
             precision: self.precision,
+            skip_training: self.skip_training,
         }
     }
 }
