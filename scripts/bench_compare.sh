@@ -5,8 +5,8 @@
 #   scripts/bench_compare.sh --memory [bench args...] peak RSS of one run of each (/usr/bin/time -v)
 #
 # Bench args are those of `seqlm bench` and bench_torch.py (--arch --vocab --embed --hidden --layers
-# --batch --steps --iters --warmup --seed --lr --threads; --impl goes to seqlm only, bench_torch.py
-# ignores it).  Without args:
+# --batch --steps --iters --warmup --seed --lr --threads --precision --skip-training; --impl goes to
+# seqlm only, bench_torch.py ignores it).  Without args:
 #   throughput: config (a), the d2l character model:
 #     --arch lstm --vocab 28 --embed 28 --hidden 256 --layers 1 --batch 32 --steps 35 --iters 20
 #   --memory:   config (b), the classic word-level model:
@@ -117,15 +117,24 @@ with open(sys.argv[1]) as f:
         runs[side].append(json.loads(text))
 
 def med(side, key):
-    return statistics.median(r[key] for r in runs[side])
+    values = [r[key] for r in runs[side] if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+def show(value, width, digits):
+    return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
 
 n = len(runs["ours"])
-print(f"== medians over {n} round(s) (threads: seqlm {runs['ours'][0]['threads']}, torch {runs['torch'][0]['threads']})")
+precision = runs["ours"][0].get("precision", "f32")
+print(f"== medians over {n} round(s) (threads: seqlm {runs['ours'][0]['threads']}, torch {runs['torch'][0]['threads']}; "
+      f"inference precision {precision})")
 print(f"{'':8}{'train tokens/s':>16}{'infer tokens/s':>16}{'train GFLOP/s':>15}{'infer GFLOP/s':>15}")
 for side, name in (("ours", "seqlm"), ("torch", "torch")):
-    print(f"{name:8}{med(side, 'train_tokens_per_s'):16.0f}{med(side, 'infer_tokens_per_s'):16.0f}"
-          f"{med(side, 'train_gflops_per_s'):15.1f}{med(side, 'infer_gflops_per_s'):15.1f}")
-train = med("ours", "train_tokens_per_s") / med("torch", "train_tokens_per_s")
-infer = med("ours", "infer_tokens_per_s") / med("torch", "infer_tokens_per_s")
-print(f"ratio ours/PyTorch: train {train:.3f}x, infer {infer:.3f}x")
+    print(f"{name:8}{show(med(side, 'train_tokens_per_s'), 16, 0)}{show(med(side, 'infer_tokens_per_s'), 16, 0)}"
+          f"{show(med(side, 'train_gflops_per_s'), 15, 1)}{show(med(side, 'infer_gflops_per_s'), 15, 1)}")
+ratios = []
+for phase in ("train", "infer"):
+    ours, torch = med("ours", f"{phase}_tokens_per_s"), med("torch", f"{phase}_tokens_per_s")
+    if ours is not None and torch is not None:
+        ratios.append(f"{phase} {ours / torch:.3f}x")
+print(f"ratio ours/PyTorch: {', '.join(ratios)}")
 EOF

@@ -28,9 +28,9 @@ use seqmodels::quantized::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::inference_lm::InferenceLm;
 use crate::model::{LanguageModel, LmConfig};
-use crate::predictor::Predictor;
-use crate::quantized_lm::QuantizedLm;
+use crate::predictor::{for_inference, Predictor};
 use crate::tokenizer::{TextTokenizer, TokenizerSpec};
 
 /// The `format` field of `config.json`.
@@ -56,7 +56,7 @@ pub struct CheckpointConfig {
     #[serde(default)]
     pub producer: String,
     /// How `model.safetensors` stores the weights: f32 (the default, absent from the file), or
-    /// bf16 / int8 for inference only (written by `seqlm quantize`, see [`crate::quantized_lm`]).
+    /// bf16 / int8 for inference only (written by `seqlm quantize`, see [`crate::inference_lm`]).
     #[serde(default, skip_serializing_if = "is_f32")]
     pub precision: Precision,
 }
@@ -252,10 +252,16 @@ pub struct LoadedPredictor {
     pub tokenizer: TextTokenizer,
 }
 
-/// Loads the checkpoint at `path` for inference in `precision`: the checkpoint's own precision
-/// when `None`. An f32 checkpoint converts to bf16 or int8 on the CPU as it loads; a bf16 or
-/// int8 checkpoint runs only in its own precision.
-pub fn load_predictor(path: &Path, device: &Device, precision: Option<Precision>) -> Result<LoadedPredictor> {
+/// Loads the checkpoint at `path` for inference on `batch` sequences at a time in `precision`:
+/// the checkpoint's own precision when `None`. An f32 checkpoint becomes the model
+/// [`crate::predictor::for_inference`] picks (converted to bf16 or int8 on the CPU as it loads,
+/// when asked); a bf16 or int8 checkpoint runs only in its own precision.
+pub fn load_predictor(
+    path: &Path,
+    device: &Device,
+    precision: Option<Precision>,
+    batch: usize,
+) -> Result<LoadedPredictor> {
     let dir = resolve_dir(path)?;
     let config = read_config(&dir)?;
     let wanted = precision.unwrap_or(config.precision);
@@ -264,10 +270,7 @@ pub fn load_predictor(path: &Path, device: &Device, precision: Option<Precision>
     }
     if config.precision == Precision::F32 {
         let loaded = load(&dir, device)?;
-        let model: Box<dyn Predictor> = match wanted {
-            Precision::F32 => Box::new(loaded.model),
-            p => Box::new(QuantizedLm::from_model(&loaded.model, p)?),
-        };
+        let model = for_inference(loaded.model, wanted, batch)?;
         return Ok(LoadedPredictor { dir, config, model, tokenizer: loaded.tokenizer });
     }
     if wanted != config.precision {
@@ -282,7 +285,7 @@ pub fn load_predictor(path: &Path, device: &Device, precision: Option<Precision>
     }
     let tokenizer = load_tokenizer(&dir, &config)?;
     let weights = dir.join("model.safetensors");
-    let model = QuantizedLm::load(config.model.clone(), config.precision, &weights).map_err(|e| match e {
+    let model = InferenceLm::load(config.model.clone(), config.precision, &weights).map_err(|e| match e {
         Error::Model(inner) => Error::Checkpoint { path: weights.clone(), problem: inner.to_string() },
         other => other,
     })?;
@@ -295,7 +298,7 @@ pub fn load_predictor(path: &Path, device: &Device, precision: Option<Precision>
 pub fn save_quantized(
     out: &Path,
     config: &CheckpointConfig,
-    model: &QuantizedLm,
+    model: &InferenceLm,
     tokenizer: &TextTokenizer,
 ) -> Result<()> {
     if out.exists() {

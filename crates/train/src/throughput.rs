@@ -13,9 +13,10 @@
 //!   plain SGD step (the trainer's [`crate::optim::Optimizer`], which follows `torch.optim.SGD`);
 //!   gradients are fresh every iteration, as with `zero_grad(set_to_none=True)`;
 //! - inference: the trained parameters, detached (no autodiff graph, so the fused kernels keep
-//!   nothing for a backward pass, as under `torch.no_grad()`), in `precision` (f32, or converted to
-//!   bf16 or int8 by [`QuantizedLm::from_model`]), `warmup` untimed then `iters` timed forwards to
-//!   the logits (no loss).
+//!   nothing for a backward pass, as under `torch.no_grad()`), run by the model `seqlm generate`
+//!   and `seqlm eval` would run at this batch and `precision` ([`crate::predictor::for_inference`]:
+//!   the streaming inference model at small batches and in bf16 or int8, else the fused kernels),
+//!   `warmup` untimed then `iters` timed forwards to the logits (no loss).
 //!
 //! With `skip_training` the training phase is left out (its figures are `None`) and inference runs
 //! on the initial parameters.
@@ -51,8 +52,7 @@ use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::model::{init_parameters, InitScheme, LanguageModel, LmConfig};
 use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
-use crate::predictor::Predictor;
-use crate::quantized_lm::QuantizedLm;
+use crate::predictor::for_inference;
 
 /// What to benchmark. The default is configuration (a) of BENCHMARKS.md, the d2l character model with
 /// an embedding: LSTM, V=28, E=28, H=256, 1 layer, B=32, T=35, 20 iterations after 3 warm-up,
@@ -89,7 +89,7 @@ pub struct BenchConfig {
     #[serde(serialize_with = "as_str")]
     pub device: DeviceChoice,
     /// The precision of the weights in the inference phase (training is always f32): bf16 and
-    /// int8 run the trained model converted by [`QuantizedLm::from_model`], on the CPU.
+    /// int8 run the trained model converted as [`crate::predictor::for_inference`] does, on the CPU.
     #[serde(serialize_with = "as_str")]
     pub precision: Precision,
     /// Time the inference phase only, on the initial (seeded) parameters.
@@ -297,10 +297,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         model.named_parameters().into_iter().map(|(n, t)| (n, t.detach())).collect();
     let inference = LanguageModel::new(lm, VarBuilder::from_tensors(detached, DType::F32, &device))?;
     let inference = inference.with_implementation(cfg.implementation);
-    let inference: Box<dyn Predictor> = match cfg.precision {
-        Precision::F32 => Box::new(inference),
-        p => Box::new(QuantizedLm::from_model(&inference, p)?),
-    };
+    let inference = for_inference(inference, cfg.precision, cfg.batch)?;
     let mut infer_s = Vec::with_capacity(cfg.iters);
     for (i, (inputs, _)) in batches.iter().enumerate() {
         let start = Instant::now();

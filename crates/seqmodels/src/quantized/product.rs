@@ -34,12 +34,16 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
     if m == 0 || rows == 0 {
         return Ok(());
     }
-    if m >= DEQUANTIZE_MIN_BATCH && w.precision() != super::Precision::F32 {
+    if m >= DEQUANTIZE_MIN_BATCH {
         // Many rows of x: the arithmetic dominates, and the f32 GEMM does it best; widening the
         // weights once costs a small fraction of it.
+        let threads = crate::fused::num_threads();
+        if let Values::F32(v) = w.values() {
+            matmul((m, rows, k), out, Init::Zero, as_is(x), transposed(v), threads);
+            return Ok(());
+        }
         let mut wide = vec![0f32; rows * k];
         crate::pool::map_parts_mut(&mut wide, k, 64, |items, part| w.dequantize_rows_into(items, part));
-        let threads = crate::fused::num_threads();
         matmul((m, rows, k), out, Init::Zero, as_is(x), transposed(&wide), threads);
         return Ok(());
     }
@@ -56,7 +60,10 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
         // Each part: a range of rows of x and the same rows of out.
         let min_parallel = if parallel { 2 } else { usize::MAX };
         crate::pool::map_parts_mut(out, rows, min_parallel, |items, part| {
-            let lhs = Lhs { x: &x[items.start * k..items.end * k], x16: x16.map(|(q, s)| (&q[items.start * k..items.end * k], &s[items.clone()])) };
+            let lhs = Lhs {
+                x: &x[items.start * k..items.end * k],
+                x16: x16.map(|(q, s)| (&q[items.start * k..items.end * k], &s[items.clone()])),
+            };
             rows_times(simd, w, 0..rows, lhs, part, Stride { row: 1, x_row: rows });
         });
     } else {
@@ -116,7 +123,14 @@ fn quantize_rows_i16(x: &[f32], k: usize) -> (Vec<i16>, Vec<f32>) {
 }
 
 /// Weight rows `rows` of `w` times every row of `lhs`, into `out` as `stride` says.
-fn rows_times(simd: Option<Avx2>, w: &QuantMatrix, rows: std::ops::Range<usize>, lhs: Lhs, out: &mut [f32], stride: Stride) {
+fn rows_times(
+    simd: Option<Avx2>,
+    w: &QuantMatrix,
+    rows: std::ops::Range<usize>,
+    lhs: Lhs,
+    out: &mut [f32],
+    stride: Stride,
+) {
     let k = w.cols();
     let (lo, hi) = (rows.start * k, rows.end * k);
     let x = (lhs.x, None);
@@ -126,13 +140,17 @@ fn rows_times(simd: Option<Avx2>, w: &QuantMatrix, rows: std::ops::Range<usize>,
         (Values::Int8 { q, scales }, Some(s), Some((xq, xs))) => {
             rows_kernel(s, &q[lo..hi], k, Some(&scales[rows]), (xq, Some(xs)), out, stride)
         }
-        (Values::Int8 { q, scales }, Some(s), None) => rows_kernel(s, &q[lo..hi], k, Some(&scales[rows]), x, out, stride),
+        (Values::Int8 { q, scales }, Some(s), None) => {
+            rows_kernel(s, &q[lo..hi], k, Some(&scales[rows]), x, out, stride)
+        }
         (Values::F32(v), None, _) => rows_kernel(Portable, &v[lo..hi], k, None, x, out, stride),
         (Values::Bf16(v), None, _) => rows_kernel(Portable, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
         (Values::Int8 { q, scales }, None, Some((xq, xs))) => {
             rows_kernel(Portable, &q[lo..hi], k, Some(&scales[rows]), (xq, Some(xs)), out, stride)
         }
-        (Values::Int8 { q, scales }, None, None) => rows_kernel(Portable, &q[lo..hi], k, Some(&scales[rows]), x, out, stride),
+        (Values::Int8 { q, scales }, None, None) => {
+            rows_kernel(Portable, &q[lo..hi], k, Some(&scales[rows]), x, out, stride)
+        }
     }
 }
 
@@ -442,13 +460,19 @@ mod avx2 {
             // SAFETY (the loads): i + 32 (then i + 16) <= end <= k elements of w and x.
             unsafe {
                 while i + 32 <= end {
-                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(load16(wp.add(i)), _mm256_loadu_si256(xp.add(i).cast())));
+                    a0 = _mm256_add_epi32(
+                        a0,
+                        _mm256_madd_epi16(load16(wp.add(i)), _mm256_loadu_si256(xp.add(i).cast())),
+                    );
                     let (w1, x1) = (load16(wp.add(i + 16)), _mm256_loadu_si256(xp.add(i + 16).cast()));
                     a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(w1, x1));
                     i += 32;
                 }
                 if i + 16 <= end {
-                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(load16(wp.add(i)), _mm256_loadu_si256(xp.add(i).cast())));
+                    a0 = _mm256_add_epi32(
+                        a0,
+                        _mm256_madd_epi16(load16(wp.add(i)), _mm256_loadu_si256(xp.add(i).cast())),
+                    );
                     i += 16;
                 }
             }
@@ -481,9 +505,8 @@ fn rows_kernel<W, X, D: Dots<W, X>>(
         let n1 = m.min(n0 + X_BLOCK);
         for (r, w_row) in w.chunks_exact(k).enumerate().take(rows) {
             let scale = scales.map_or(1.0, |s| s[r]);
-            let mut put = |n: usize, v: f32| {
-                out[r * stride.row + n * stride.x_row] = v * scale * x_scales.map_or(1.0, |s| s[n])
-            };
+            let mut put =
+                |n: usize, v: f32| out[r * stride.row + n * stride.x_row] = v * scale * x_scales.map_or(1.0, |s| s[n]);
             let mut n = n0;
             while n + 4 <= n1 {
                 let row = |b: usize| &x[(n + b) * k..(n + b + 1) * k];
@@ -524,7 +547,17 @@ mod tests {
             ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
         // Batch 1, a few rows, the row-split threshold and beyond; k with and without a tail.
-        for &(m, rows, k) in &[(1, 3, 5), (1, 300, 130), (3, 64, 64), (5, 257, 200), (16, 40, 33), (37, 129, 300), (130, 20, 70), (1, 3, 9000), (5, 4, 4100)] {
+        for &(m, rows, k) in &[
+            (1, 3, 5),
+            (1, 300, 130),
+            (3, 64, 64),
+            (5, 257, 200),
+            (16, 40, 33),
+            (37, 129, 300),
+            (130, 20, 70),
+            (1, 3, 9000),
+            (5, 4, 4100),
+        ] {
             let w: Vec<f32> = (0..rows * k).map(|_| next()).collect();
             let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
             for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {

@@ -27,7 +27,13 @@ pub fn default_cleaning(corpus: &str) -> Cleaning {
 }
 
 /// Opens the checkpoint in `dir` (a checkpoint or a run directory holding `checkpoint/`) for
-/// inference in `precision` (its own when `None`).
-pub fn load_predictor(dir: &Path, device: &Device, precision: Option<Precision>) -> anyhow::Result<LoadedPredictor> {
-    checkpoint::load_predictor(dir, device, precision).with_context(|| format!("loading checkpoint {}", dir.display()))
+/// inference on `batch` sequences at a time in `precision` (its own when `None`).
+pub fn load_predictor(
+    dir: &Path,
+    device: &Device,
+    precision: Option<Precision>,
+    batch: usize,
+) -> anyhow::Result<LoadedPredictor> {
+    checkpoint::load_predictor(dir, device, precision, batch)
+        .with_context(|| format!("loading checkpoint {}", dir.display()))
 }

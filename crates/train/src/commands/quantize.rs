@@ -9,7 +9,7 @@ use seqmodels::quantized::Precision;
 
 use crate::checkpoint::{load, save_quantized};
 use crate::error::Error;
-use crate::quantized_lm::QuantizedLm;
+use crate::inference_lm::InferenceLm;
 
 /// What `seqlm quantize --help` prints after the options.
 const AFTER_HELP: &str = "\
@@ -40,7 +40,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     }
     let loaded = load(&args.checkpoint, &Device::Cpu)
         .with_context(|| format!("loading checkpoint {}", args.checkpoint.display()))?;
-    let model = QuantizedLm::from_model(&loaded.model, args.precision)
+    let model = InferenceLm::from_model(&loaded.model, args.precision)
         .with_context(|| format!("converting {} to {}", loaded.dir.display(), args.precision.name()))?;
     save_quantized(&args.out, &loaded.config, &model, &loaded.tokenizer)
         .with_context(|| format!("writing {}", args.out.display()))?;

@@ -1,18 +1,23 @@
-//! The language model for inference with its weights in bf16 or int8
-//! ([`seqmodels::quantized`] says exactly what is converted and how): the recurrent matrices
-//! and the decoder's weight are converted; the embedding, the biases and every activation
-//! stay f32. It runs on the CPU.
+//! The language model for inference on the CPU, with its recurrent and decoder weights in f32,
+//! bf16 or int8 ([`seqmodels::quantized`] says exactly what is converted and how); the
+//! embedding, the biases and every activation stay f32.
+//!
+//! Its products stream each weight row once per step with the rows of the batch, instead of
+//! packing the weights for the fused kernels on every call: with few sequences at a time (text
+//! generation runs one) that is several times faster than [`LanguageModel::forward`], and bf16
+//! and int8 halve and quarter the bytes each step reads. [`crate::predictor::for_inference`]
+//! says when it is used.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use seqmodels::quantized::Precision;
 //! use seqmodels_train::model::{init_parameters, InitScheme, LanguageModel, LmConfig};
-//! use seqmodels_train::quantized_lm::QuantizedLm;
+//! use seqmodels_train::inference_lm::InferenceLm;
 //!
 //! let cfg = LmConfig::d2l(28);
 //! let params = init_parameters(&cfg, InitScheme::Pytorch, 0, DType::F32, &Device::Cpu)?;
 //! let (model, _) = LanguageModel::from_parameters(cfg, params.into_iter().collect())?;
-//! let small = QuantizedLm::from_model(&model, Precision::Int8)?;
+//! let small = InferenceLm::from_model(&model, Precision::Int8)?;
 //! let tokens = Tensor::new(&[[1u32, 2, 3]], &Device::Cpu)?; // (N=1, T=3)
 //! let (logits, state) = small.forward(&tokens, None)?;
 //! assert_eq!(logits.dims(), &[3, 28]);
@@ -30,9 +35,9 @@ use seqmodels::StackedState;
 use crate::error::{Error, Result};
 use crate::model::{check_tokens, LanguageModel, LmConfig};
 
-/// The language model with reduced-precision weights (see the module documentation).
+/// The language model for inference (see the module documentation).
 #[derive(Clone, Debug)]
-pub struct QuantizedLm {
+pub struct InferenceLm {
     cfg: LmConfig,
     /// (V, E) f32 rows; `None` feeds one-hot vectors (as d2l does).
     embedding: Option<Vec<f32>>,
@@ -42,7 +47,7 @@ pub struct QuantizedLm {
     device: Device,
 }
 
-impl QuantizedLm {
+impl InferenceLm {
     /// Converts the weights of `model` to `precision`. Refuses what the reduced-precision layers
     /// do not run (bidirectional layers, LSTM projections) with an error that says so.
     pub fn from_model(model: &LanguageModel, precision: Precision) -> Result<Self> {
@@ -59,7 +64,7 @@ impl QuantizedLm {
         let decoder =
             QuantMatrix::quantize(&values("decoder.weight")?, cfg.vocab_size, cfg.decoder_input_size(), precision)?;
         let decoder_bias = values("decoder.bias")?;
-        Ok(QuantizedLm { cfg, embedding, rnn, decoder, decoder_bias, device: Device::Cpu })
+        Ok(InferenceLm { cfg, embedding, rnn, decoder, decoder_bias, device: Device::Cpu })
     }
 
     /// The configuration.
@@ -210,6 +215,6 @@ impl QuantizedLm {
                 });
             }
         }
-        Ok(QuantizedLm { cfg, embedding, rnn, decoder, decoder_bias, device: Device::Cpu })
+        Ok(InferenceLm { cfg, embedding, rnn, decoder, decoder_bias, device: Device::Cpu })
     }
 }
