@@ -6,7 +6,7 @@ use super::real::Fast;
 use super::sequence::Biases;
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
-use crate::simd::simd_variants;
+use crate::simd::{simd_variants, Simd};
 
 /// Where the gate pass of one row writes what backward needs besides h': the gate
 /// activations (GRU uses three, RNN none), tanh(c') (LSTM) and the hidden part of n (GRU).
@@ -16,55 +16,41 @@ pub(crate) struct RowOut<'a> {
     pub ghn: &'a mut [f32],
 }
 
-simd_variants! {
-    /// The fused gate pass of one row over a range of units `u0..u0 + h_next.len()`: the
-    /// pre-activation sums (those units' gate columns `gh` of the recurrent product and `gx` of
-    /// the input one, gate after gate, and the biases), the activations and the state update,
-    /// which writes those units of h' (and c' in `c`).
-    pub(crate) fn gate_pass<'a>(
-        kind: CellKind,
-        gh: &[f32],
-        gx: &[f32],
-        biases: &Biases<f32>,
-        u0: usize,
-        h_prev: &[f32],
-        c: &mut [f32],
-        out: RowOut<'a>,
-        h_next: &mut [f32],
-    ) {
-        forward_gates(kind, gh, gx, biases, u0, h_prev, c, out, h_next)
+/// One row's inputs and outputs of the gate pass, over the units `u0..u0 + h_next.len()`.
+pub(crate) struct GateRow<'a> {
+    pub kind: CellKind,
+    /// Those units' gate columns of the recurrent product, gate after gate.
+    pub gh: &'a [f32],
+    /// The same of the input projection.
+    pub gx: &'a [f32],
+    pub biases: &'a Biases<f32>,
+    pub u0: usize,
+    pub h_prev: &'a [f32],
+    /// c on entry, c' on exit (LSTM; unused otherwise).
+    pub c: &'a mut [f32],
+    pub out: RowOut<'a>,
+    pub h_next: &'a mut [f32],
+}
+
+/// The fused gate pass of one row: the pre-activation sums (recurrent part, input part, biases),
+/// the activations and the state update, which writes h' (and c'); vectorised for `simd`, or
+/// portable without one.
+pub(crate) fn gate_pass(simd: Option<Simd>, row: GateRow) {
+    match simd {
+        Some(s) => gate_pass_simd(s, row),
+        None => forward_gates(row),
     }
 }
 
-/// [`gate_pass`] without vector instructions, for a CPU without AVX2.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gate_pass_portable<'a>(
-    kind: CellKind,
-    gh: &[f32],
-    gx: &[f32],
-    biases: &Biases<f32>,
-    u0: usize,
-    h_prev: &[f32],
-    c: &mut [f32],
-    out: RowOut<'a>,
-    h_next: &mut [f32],
-) {
-    forward_gates(kind, gh, gx, biases, u0, h_prev, c, out, h_next)
+simd_variants! {
+    fn gate_pass_simd<'a>(row: GateRow<'a>) {
+        forward_gates(row)
+    }
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn forward_gates<'a>(
-    kind: CellKind,
-    gh: &[f32],
-    gx: &[f32],
-    biases: &Biases<f32>,
-    u0: usize,
-    h_prev: &[f32],
-    c: &mut [f32],
-    out: RowOut<'a>,
-    h_next: &mut [f32],
-) {
+fn forward_gates(row: GateRow) {
+    let GateRow { kind, gh, gx, biases, u0, h_prev, c, out, h_next } = row;
     let nu = h_next.len();
     let h = biases.sum.len() / kind.num_gates();
     // Gate q of my units in my gate columns of a product, and in a full row of G (the biases).

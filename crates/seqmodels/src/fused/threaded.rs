@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::panel::Packed;
-use super::row::{gate_pass, RowOut};
+use super::row::{gate_pass, GateRow, RowOut};
 use super::sequence::{gates_mut, Biases, Dims, Forward, Grads, InputSide, Saved, Sequence};
 use super::{gru, lstm, rnn};
 use crate::config::CellKind;
@@ -310,7 +310,18 @@ pub(crate) fn forward(
                     }
                 }
                 let (my_gh, my_gx) = (&gh[n * ldc..n * ldc + q_n * nu], &gx[n * ldc..n * ldc + q_n * nu]);
-                gate_pass(simd, d.kind, my_gh, my_gx, &biases, u0, h_prev, c_row, row_out, h_next);
+                let row = GateRow {
+                    kind: d.kind,
+                    gh: my_gh,
+                    gx: my_gx,
+                    biases: &biases,
+                    u0,
+                    h_prev,
+                    c: c_row,
+                    out: row_out,
+                    h_next,
+                };
+                gate_pass(Some(simd), row);
                 // SAFETY: this thread's columns of row (t, n) (the loop's note above).
                 unsafe { out.fresh(at, nu) }.copy_from_slice(h_next);
                 if let (Some((_, sa, ..)), true) = (s_ptrs, q_n == 1) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::config::{CellKind, RnnConfig};
 use crate::error::{Error, Result};
-use crate::fused::row::{gate_pass, gate_pass_portable, RowOut};
+use crate::fused::row::{gate_pass, GateRow, RowOut};
 use crate::fused::sequence::Biases;
 use crate::rnn_base::RnnBase;
 use crate::simd::Simd;
@@ -185,10 +185,19 @@ impl QuantizedRnn {
                     let mut acts = act.chunks_exact_mut(h);
                     let act4 = std::array::from_fn(|_| acts.next().expect("four gate rows"));
                     let row_out = RowOut { act: act4, tanh_c: &mut tanh_c, ghn: &mut ghn };
-                    match simd {
-                        Some(s) => gate_pass(s, c.kind, gh_n, gx_n, &biases, 0, h_prev, c_row, row_out, h_next),
-                        None => gate_pass_portable(c.kind, gh_n, gx_n, &biases, 0, h_prev, c_row, row_out, h_next),
-                    }
+                    let (kind, u0) = (c.kind, 0);
+                    let row = GateRow {
+                        kind,
+                        gh: gh_n,
+                        gx: gx_n,
+                        biases: &biases,
+                        u0,
+                        h_prev,
+                        c: c_row,
+                        out: row_out,
+                        h_next,
+                    };
+                    gate_pass(simd, row);
                 }
                 h_state.copy_from_slice(out_t);
             }
