@@ -252,7 +252,8 @@ pub struct LoadedPredictor {
     pub tokenizer: TextTokenizer,
 }
 
-/// Loads the checkpoint at `path` for inference on `batch` sequences at a time in `precision`:
+/// Loads the checkpoint at `path` for inference on `batch` sequences of `steps` steps per call in
+/// `precision`:
 /// the checkpoint's own precision when `None`. An f32 checkpoint becomes the model
 /// [`crate::predictor::for_inference`] picks (converted to bf16 or int8 on the CPU as it loads,
 /// when asked); a bf16 or int8 checkpoint runs only in its own precision.
@@ -260,7 +261,7 @@ pub fn load_predictor(
     path: &Path,
     device: &Device,
     precision: Option<Precision>,
-    batch: usize,
+    (batch, steps): (usize, usize),
 ) -> Result<LoadedPredictor> {
     let dir = resolve_dir(path)?;
     let config = read_config(&dir)?;
@@ -270,7 +271,7 @@ pub fn load_predictor(
     }
     if config.precision == Precision::F32 {
         let loaded = load(&dir, device)?;
-        let model = for_inference(loaded.model, wanted, batch)?;
+        let model = for_inference(loaded.model, wanted, batch, steps)?;
         return Ok(LoadedPredictor { dir, config, model, tokenizer: loaded.tokenizer });
     }
     if wanted != config.precision {

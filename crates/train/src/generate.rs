@@ -2,6 +2,7 @@
 //! (as d2l's `predict_ch8`) or by sampling with temperature, top-k and top-p (nucleus).
 
 use candle_core::{DType, Tensor, D};
+use seqmodels::StackedState;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::error::{Error, Result};
@@ -83,7 +84,9 @@ pub fn generate(model: &dyn Predictor, prefix: &[u32], len: usize, options: &Sam
         }
         let x = Tensor::from_slice(&[next], (1, 1), &device)?;
         let (logits, s) = model.logits(&x, Some(&state))?;
-        state = s;
+        // Detached: with a trainable model each state would otherwise keep every earlier step's
+        // graph alive, and generation would slow down and grow with every token.
+        state = StackedState { h: s.h.detach(), c: s.c.map(|c| c.detach()) };
         last = logits.get(0)?;
     }
     Ok(out)

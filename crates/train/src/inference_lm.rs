@@ -4,9 +4,9 @@
 //!
 //! Its products stream each weight row once per step with the rows of the batch, instead of
 //! packing the weights for the fused kernels on every call: with few sequences at a time (text
-//! generation runs one) that is several times faster than [`LanguageModel::forward`], and bf16
-//! and int8 halve and quarter the bytes each step reads. [`crate::predictor::for_inference`]
-//! says when it is used.
+//! generation runs one, one step per call) that is several times faster than
+//! [`LanguageModel::forward`], and bf16 and int8 halve and quarter the bytes each step reads.
+//! [`crate::predictor::for_inference`] says when it is used.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};

@@ -359,6 +359,16 @@ impl LanguageModel {
         Ok(seqmodels::save_state_dict(&self.named_parameters(), "", path)?)
     }
 
+    /// The same model on plain tensors instead of variables: nothing it computes records an
+    /// autodiff graph (as under `torch.no_grad()`), so states carried from call to call do not
+    /// keep every earlier call alive.
+    pub fn detached(&self) -> Result<Self> {
+        let params: HashMap<String, Tensor> =
+            self.named_parameters().into_iter().map(|(n, t)| (n, t.detach())).collect();
+        let vb = VarBuilder::from_tensors(params, self.dtype(), self.device());
+        Ok(LanguageModel::new(self.cfg.clone(), vb)?.with_implementation(self.rnn.implementation()))
+    }
+
     /// Chooses the code that runs the recurrent layers (default: fused kernels where they run).
     pub fn with_implementation(mut self, implementation: seqmodels::Implementation) -> Self {
         self.rnn = self.rnn.with_implementation(implementation);

@@ -83,16 +83,32 @@ impl Predictor for InferenceLm {
     }
 }
 
-/// Batches up to this many sequences run on [`InferenceLm`] in f32: measured on the
-/// `--embed 512 --hidden 1024 --layers 2` LSTM, it is faster than the fused kernels at batches
-/// 1, 4 and 16 and slower at 64, where the fused kernels' packed weights pay for themselves.
+/// When f32 inference runs on [`InferenceLm`] instead of the fused kernels (on the CPU, for
+/// unidirectional layers without projection): batches of at most [`STREAMING_MAX_BATCH`]
+/// sequences, and either calls of at most [`STREAMING_MAX_STEPS`] steps (generation: the fused
+/// kernels pack their weights on every call) or recurrent weights of at least
+/// [`STREAMING_MIN_WEIGHT_BYTES`] (which no cache holds, so packing them does not pay).
+///
+/// Measured on a Zen 3 at batch 1: generation one token per call, 2 to 18 times faster at every
+/// size tried (hidden 256 to 1024); 64 steps per call, faster with 2 x 1024 units (59 MB of
+/// recurrent weights) and slower with 256 or 512 units in one layer and with 2 x 200 (at most
+/// 4.2 MB); at batch 64, slower with 2 x 1024.
 pub const STREAMING_MAX_BATCH: usize = 16;
+/// See [`STREAMING_MAX_BATCH`].
+pub const STREAMING_MAX_STEPS: usize = 8;
+/// See [`STREAMING_MAX_BATCH`].
+pub const STREAMING_MIN_WEIGHT_BYTES: usize = 16 << 20;
 
-/// The model that runs inference on `batch` sequences at a time in `precision`: bf16 and int8
-/// are always [`InferenceLm`] (on the CPU only); f32 is [`InferenceLm`] on the CPU up to
-/// [`STREAMING_MAX_BATCH`] sequences where it runs the layers (unidirectional, no projection),
-/// else `model` itself.
-pub fn for_inference(model: LanguageModel, precision: Precision, batch: usize) -> Result<Box<dyn Predictor>> {
+/// The model that runs inference on `batch` sequences of `steps` steps per call in
+/// `precision`: bf16 and int8 are always [`InferenceLm`] (on the CPU only); f32 is
+/// [`InferenceLm`] where [`STREAMING_MAX_BATCH`] says, else `model` on plain tensors
+/// ([`LanguageModel::detached`]).
+pub fn for_inference(
+    model: LanguageModel,
+    precision: Precision,
+    batch: usize,
+    steps: usize,
+) -> Result<Box<dyn Predictor>> {
     let cpu = model.device().is_cpu();
     if precision != Precision::F32 {
         if !cpu {
@@ -105,8 +121,12 @@ pub fn for_inference(model: LanguageModel, precision: Precision, batch: usize) -
         return Ok(Box::new(InferenceLm::from_model(&model, precision)?));
     }
     let r = &model.config().rnn;
-    if cpu && batch <= STREAMING_MAX_BATCH && !r.bidirectional && r.proj_size == 0 {
+    let recurrent_bytes: usize = r.parameter_shapes().iter().map(|(_, s)| 4 * s.iter().product::<usize>()).sum();
+    let runs = cpu && !r.bidirectional && r.proj_size == 0;
+    let pays =
+        batch <= STREAMING_MAX_BATCH && (steps <= STREAMING_MAX_STEPS || recurrent_bytes >= STREAMING_MIN_WEIGHT_BYTES);
+    if runs && pays {
         return Ok(Box::new(InferenceLm::from_model(&model, Precision::F32)?));
     }
-    Ok(Box::new(model))
+    Ok(Box::new(model.detached()?))
 }

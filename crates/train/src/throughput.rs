@@ -14,8 +14,8 @@
 //!   gradients are fresh every iteration, as with `zero_grad(set_to_none=True)`;
 //! - inference: the trained parameters, detached (no autodiff graph, so the fused kernels keep
 //!   nothing for a backward pass, as under `torch.no_grad()`), run by the model `seqlm generate`
-//!   and `seqlm eval` would run at this batch and `precision` ([`crate::predictor::for_inference`]:
-//!   the streaming inference model at small batches and in bf16 or int8, else the fused kernels),
+//!   and `seqlm eval` would run at this batch, number of steps and `precision`
+//!   ([`crate::predictor::for_inference`]),
 //!   `warmup` untimed then `iters` timed forwards to the logits (no loss).
 //!
 //! With `skip_training` the training phase is left out (its figures are `None`) and inference runs
@@ -38,11 +38,9 @@
 //! # Ok::<(), seqmodels_train::Error>(())
 //! ```
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::VarBuilder;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use seqmodels::quantized::Precision;
 use seqmodels::{CellKind, Implementation, RnnConfig};
@@ -293,11 +291,8 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let loss = last_loss.map(|l| l.to_dtype(DType::F64)?.to_scalar::<f64>()).transpose()?;
 
     // The trained parameters as plain tensors: no variable, so no autodiff graph.
-    let detached: HashMap<String, Tensor> =
-        model.named_parameters().into_iter().map(|(n, t)| (n, t.detach())).collect();
-    let inference = LanguageModel::new(lm, VarBuilder::from_tensors(detached, DType::F32, &device))?;
-    let inference = inference.with_implementation(cfg.implementation);
-    let inference = for_inference(inference, cfg.precision, cfg.batch)?;
+    let inference = model.detached()?;
+    let inference = for_inference(inference, cfg.precision, cfg.batch, cfg.steps)?;
     let mut infer_s = Vec::with_capacity(cfg.iters);
     for (i, (inputs, _)) in batches.iter().enumerate() {
         let start = Instant::now();

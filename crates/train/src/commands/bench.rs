@@ -17,8 +17,9 @@ first T, labels the last T).
 Training: --warmup untimed, then --iters timed iterations of forward, loss, backward and SGD step \
 (fresh gradients every iteration, as zero_grad(set_to_none=True)).
 Inference: the trained parameters without autodiff graph (as torch.no_grad()), in --precision, run as seqlm \
-generate and eval run them (the streaming inference model up to batch 16 on the CPU and in bf16 or int8, else \
-the fused kernels), --warmup untimed, then --iters timed forwards to the logits.
+generate and eval would run them at this batch and number of steps (the streaming inference model in bf16 and \
+int8, and in f32 for small batches of large models; else the fused kernels), --warmup untimed, then --iters timed \
+forwards to the logits.
 Tokens/s = batch * steps / median iteration time. GFLOP/s are nominal: per token \
 sum_l 2*G*H*(I_l + H) + 2*H*V (G = 4 LSTM, 3 GRU, 1 RNN; I_0 = E, or V when E = 0; I_l = H above), \
 training counted 3x.

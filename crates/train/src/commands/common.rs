@@ -27,13 +27,13 @@ pub fn default_cleaning(corpus: &str) -> Cleaning {
 }
 
 /// Opens the checkpoint in `dir` (a checkpoint or a run directory holding `checkpoint/`) for
-/// inference on `batch` sequences at a time in `precision` (its own when `None`).
+/// inference on `(batch, steps)` sequences and steps per call in `precision` (its own when `None`).
 pub fn load_predictor(
     dir: &Path,
     device: &Device,
     precision: Option<Precision>,
-    batch: usize,
+    work: (usize, usize),
 ) -> anyhow::Result<LoadedPredictor> {
-    checkpoint::load_predictor(dir, device, precision, batch)
+    checkpoint::load_predictor(dir, device, precision, work)
         .with_context(|| format!("loading checkpoint {}", dir.display()))
 }

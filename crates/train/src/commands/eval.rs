@@ -69,7 +69,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if args.max_tokens == Some(0) {
         return Err(Error::option("max-tokens", "at least 1", 0).into());
     }
-    let loaded = load_predictor(&args.checkpoint, &device, args.precision, args.batch)?;
+    let loaded = load_predictor(&args.checkpoint, &device, args.precision, (args.batch, args.steps))?;
     let (text, what) = match (&args.text, &args.corpus) {
         (Some(path), _) => (
             seqmodels_data::read_text_file(path).with_context(|| format!("reading {}", path.display()))?,

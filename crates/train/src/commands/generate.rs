@@ -51,7 +51,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let options =
         SamplingOptions { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
     options.validate()?;
-    let loaded = load_predictor(&args.checkpoint, &device, args.precision, 1)?;
+    let loaded = load_predictor(&args.checkpoint, &device, args.precision, (1, 1))?;
     let prefix = loaded.tokenizer.encode_prefix(&args.prefix)?;
     if prefix.is_empty() {
         return Err(Error::TooFewTokens { what: format!("the prefix {:?}", args.prefix), needed: 1 }.into());
