@@ -2,8 +2,8 @@
 //! (as d2l's `predict_ch8`) or by sampling with temperature, top-k and top-p (nucleus).
 
 use candle_core::{DType, Tensor, D};
-use seqmodels::StackedState;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use seqmodels::StackedState;
 
 use crate::error::{Error, Result};
 use crate::predictor::Predictor;

@@ -206,6 +206,22 @@ impl InferenceLm {
             };
         }
         let rnn = QuantizedRnn::from_stored(cfg.rnn.clone(), rnn_tensors)?;
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        let non_finite = if !embedding.as_deref().is_none_or(finite) {
+            Some("embedding.weight".to_string())
+        } else if let Some(name) = rnn.first_non_finite() {
+            Some(format!("rnn.{name}"))
+        } else if !decoder.is_finite() {
+            Some("decoder.weight".to_string())
+        } else {
+            (!finite(&decoder_bias)).then(|| "decoder.bias".to_string())
+        };
+        if let Some(name) = non_finite {
+            return Err(Error::Checkpoint {
+                path: path.into(),
+                problem: format!("tensor `{name}` holds NaN or infinite values: expected finite weights"),
+            });
+        }
         for (what, found) in [("decoder.weight", decoder.precision()), ("rnn", rnn.precision())] {
             if found != precision {
                 return Err(Error::Mismatch {

@@ -259,6 +259,33 @@ fn generate_cases(f: &Files) -> Vec<Case> {
     ]
 }
 
+fn quantize_cases(f: &Files) -> Vec<Case> {
+    let ck = f.checkpoint.as_str();
+    let (out, existing, nan) = (f.p("quantized"), f.p("a-dir"), f.p("nan-checkpoint"));
+    let q = |precision: &str, out: &str, status: i32, needles: &[&str]| {
+        case(&["quantize", "--checkpoint", ck, "--precision", precision, "--out", out], status, needles)
+    };
+    vec![
+        case(&["quantize"], USAGE, &["--checkpoint"]),
+        case(&["quantize", "--checkpoint", ck, "--out", &out], USAGE, &["--precision"]),
+        q("int4", &out, USAGE, &["int4", "--precision"]),
+        q("f32", &out, USAGE, &["precision", "bf16 or int8"]),
+        q("int8", &existing, FAILURE, &[&existing, "already exists"]),
+        case(
+            &["quantize", "--checkpoint", "/nonexistent/ck", "--precision", "bf16", "--out", &out],
+            FAILURE,
+            &["/nonexistent/ck"],
+        ),
+        case(
+            &["quantize", "--checkpoint", &nan, "--precision", "bf16", "--out", &out],
+            FAILURE,
+            &["decoder.bias", "NaN"],
+        ),
+        case(&["generate", "--checkpoint", ck, "--prefix", "a", "--precision", "fp8"], USAGE, &["fp8", "--precision"]),
+        case(&["eval", "--checkpoint", ck, "--text", &f.text, "--precision", "half"], USAGE, &["half", "--precision"]),
+    ]
+}
+
 fn eval_cases(f: &Files) -> Vec<Case> {
     let ck = f.checkpoint.as_str();
     let e = |extra: &[&str], status: i32, needles: &[&str]| {
@@ -369,6 +396,7 @@ fn every_bad_invocation_is_a_clear_error_with_the_right_status() {
     let mut cases = train_cases(&files);
     cases.extend(generate_cases(&files));
     cases.extend(eval_cases(&files));
+    cases.extend(quantize_cases(&files));
     cases.extend(init_cases(&files));
     cases.extend(corpus_cases(&files));
     cases.extend(bench_cases());

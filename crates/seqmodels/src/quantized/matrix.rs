@@ -69,6 +69,17 @@ impl QuantMatrix {
         Ok(QuantMatrix { rows, cols, values })
     }
 
+    /// Whether every value stands for a finite number (int8 values always do; their scales are
+    /// checked when the matrix is made).
+    pub fn is_finite(&self) -> bool {
+        match &self.values {
+            Values::F32(v) => v.iter().all(|x| x.is_finite()),
+            // An exponent of all ones is an infinity or a NaN.
+            Values::Bf16(v) => v.iter().all(|b| b & 0x7f80 != 0x7f80),
+            Values::Int8 { .. } => true,
+        }
+    }
+
     /// Number of rows (outputs of a product).
     pub fn rows(&self) -> usize {
         self.rows
@@ -165,6 +176,8 @@ mod tests {
         assert_eq!(bf16_to_f32(bf16_bits(1.0 + 1.0 / 256.0)), 1.0);
         assert_eq!(bf16_to_f32(bf16_bits(1.0 + 3.0 / 256.0)), 1.0 + 4.0 / 256.0);
         assert!(bf16_to_f32(bf16_bits(f32::NAN)).is_nan());
+        let with = |v: f32| QuantMatrix::quantize(&[1.0, v], 1, 2, Precision::Bf16).unwrap().is_finite();
+        assert!(with(3.0e38) && !with(f32::NAN) && !with(f32::NEG_INFINITY));
         assert_eq!(bf16_to_f32(bf16_bits(f32::INFINITY)), f32::INFINITY);
     }
 

@@ -119,6 +119,25 @@ impl QuantizedRnn {
         out
     }
 
+    /// The name of the first weight or bias holding a NaN or an infinity, if any.
+    pub fn first_non_finite(&self) -> Option<String> {
+        for (l, layer) in self.layers.iter().enumerate() {
+            let biases = [("bias_ih", &layer.b_ih), ("bias_hh", &layer.b_hh)];
+            if !layer.w_ih.is_finite() {
+                return Some(format!("weight_ih_l{l}"));
+            }
+            if !layer.w_hh.is_finite() {
+                return Some(format!("weight_hh_l{l}"));
+            }
+            for (name, b) in biases {
+                if b.as_ref().is_some_and(|b| b.iter().any(|x| !x.is_finite())) {
+                    return Some(format!("{name}_l{l}"));
+                }
+            }
+        }
+        None
+    }
+
     /// The constructor arguments of the layers.
     pub fn config(&self) -> &RnnConfig {
         &self.config
