@@ -131,26 +131,28 @@ fn rows_times(
     out: &mut [f32],
     stride: Stride,
 ) {
+    match simd {
+        Some(s) => rows_with(s, w, rows, lhs, out, stride),
+        None => rows_with(Portable, w, rows, lhs, out, stride),
+    }
+}
+
+/// [`rows_times`] with the dot products of `dots`: int8 weights take the 16-bit rows of `x`
+/// where `lhs` has them.
+fn rows_with<D>(dots: D, w: &QuantMatrix, rows: std::ops::Range<usize>, lhs: Lhs, out: &mut [f32], stride: Stride)
+where
+    D: Dots<f32, f32> + Dots<Bf16, f32> + Dots<i8, f32> + Dots<i8, i16>,
+{
     let k = w.cols();
     let (lo, hi) = (rows.start * k, rows.end * k);
     let x = (lhs.x, None);
-    match (w.values(), simd, lhs.x16) {
-        (Values::F32(v), Some(s), _) => rows_kernel(s, &v[lo..hi], k, None, x, out, stride),
-        (Values::Bf16(v), Some(s), _) => rows_kernel(s, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
-        (Values::Int8 { q, scales }, Some(s), Some((xq, xs))) => {
-            rows_kernel(s, &q[lo..hi], k, Some(&scales[rows]), (xq, Some(xs)), out, stride)
+    match (w.values(), lhs.x16) {
+        (Values::F32(v), _) => rows_kernel(dots, &v[lo..hi], k, None, x, out, stride),
+        (Values::Bf16(v), _) => rows_kernel(dots, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
+        (Values::Int8 { q, scales }, Some((xq, xs))) => {
+            rows_kernel(dots, &q[lo..hi], k, Some(&scales[rows]), (xq, Some(xs)), out, stride)
         }
-        (Values::Int8 { q, scales }, Some(s), None) => {
-            rows_kernel(s, &q[lo..hi], k, Some(&scales[rows]), x, out, stride)
-        }
-        (Values::F32(v), None, _) => rows_kernel(Portable, &v[lo..hi], k, None, x, out, stride),
-        (Values::Bf16(v), None, _) => rows_kernel(Portable, Bf16::cast(&v[lo..hi]), k, None, x, out, stride),
-        (Values::Int8 { q, scales }, None, Some((xq, xs))) => {
-            rows_kernel(Portable, &q[lo..hi], k, Some(&scales[rows]), (xq, Some(xs)), out, stride)
-        }
-        (Values::Int8 { q, scales }, None, None) => {
-            rows_kernel(Portable, &q[lo..hi], k, Some(&scales[rows]), x, out, stride)
-        }
+        (Values::Int8 { q, scales }, None) => rows_kernel(dots, &q[lo..hi], k, Some(&scales[rows]), x, out, stride),
     }
 }
 

@@ -294,7 +294,7 @@ impl TrainRun {
         let total_s: f64 = self.history.iter().map(|m| m.seconds).sum();
         let total_tokens: usize = self.history.iter().map(|m| m.tokens).sum();
         println!(
-            "trained {} epochs: {} of training steps, {} tok/s ({} wall time in this session)",
+            "trained {} epochs: {} of training steps, {} tok/s ({} wall time since this command started)",
             last.epoch,
             fmt_duration(total_s),
             fmt_rate(total_tokens as f64 / total_s.max(1e-9)),
