@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fused-kernel tests on small sizes under valgrind memcheck: every cell kind, both
 # directions, with and without lengths and initial states, forward and backward, through the
-# threaded kernels (AVX2 + FMA: valgrind does not run AVX-512) and the portable ones.
+# vectorised engine (AVX2 + FMA: valgrind does not run AVX-512) and the generic one.
 # Exits non-zero on any memcheck error (invalid reads or writes, uses of uninitialised values).
 #
 #   bash scripts/memcheck.sh
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
 
-tests=(fused_avx2_f32 fused_portable_f32)
+tests=(fused_avx2_f32 fused_generic_f32)
 args=(); for t in "${tests[@]}"; do args+=(--test "$t"); done
 build=$(cargo test -p seqmodels "${args[@]}" --no-run 2>&1) || { echo "$build" >&2; exit 1; }
 

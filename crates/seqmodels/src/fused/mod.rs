@@ -5,13 +5,16 @@
 //!
 //! The op takes the layer input, the packed parameters and the packed initial state, and
 //! returns the output, h_n and c_n in one tensor. The input projection `x W_ih^T` is computed
-//! inside it (one GEMM over all steps in the portable kernels, step by step in the threaded
-//! ones; the gate pass adds the biases), and so are dx, dW_ih and db_ih in backward: no large
+//! inside it (step by step in the vectorised engine, one GEMM over all steps in the generic one;
+//! the gate pass adds the biases), and so are dx, dW_ih and db_ih in backward: no large
 //! intermediate tensors in candle's graph, whose backward would zero-fill and add each of them.
+//! One loop, [`driver`], runs every cell kind and option with either engine ([`engine`]).
 //! [`crate::cell::step`] is the specification these kernels are tested against.
 
 #[cfg(feature = "cuda")]
 mod cuda;
+mod driver;
+mod engine;
 mod fast_math;
 pub(crate) mod gemm;
 mod gru;
@@ -22,8 +25,7 @@ pub(crate) mod real;
 mod rnn;
 pub(crate) mod row;
 pub(crate) mod sequence;
-#[cfg(target_arch = "x86_64")]
-mod threaded;
+mod threads;
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
@@ -33,34 +35,10 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use crate::cell::{CellWeights, State};
 use crate::config::CellKind;
 use crate::error::Result;
+use engine::{Engine, Generic};
 use gemm::{as_is, matmul, product, transposed, Init};
 use real::Real;
 use sequence::{Dims, Forward, InputSide, Saved, Sequence};
-
-/// Runs a forward pass: sequence, input side, recurrent params, state0, save.
-trait ForwardRunner<T>: FnOnce(&Sequence, InputSide<T>, &[T], &[T], bool) -> (Vec<T>, Option<Saved<T>>) {}
-impl<T, F: FnOnce(&Sequence, InputSide<T>, &[T], &[T], bool) -> (Vec<T>, Option<Saved<T>>)> ForwardRunner<T> for F {}
-/// Runs a backward pass: sequence, the forward pass's result and initial state, gradient of the
-/// result, params, saved forward values.
-trait BackwardRunner<T>: FnOnce(&Sequence, Forward<T>, &[T], &[T], &Saved<T>) -> sequence::Grads<T> {}
-impl<T, F: FnOnce(&Sequence, Forward<T>, &[T], &[T], &Saved<T>) -> sequence::Grads<T>> BackwardRunner<T> for F {}
-
-/// The portable path: the input projection of all steps as one GEMM, gi = x W_ih^T (the kernels
-/// add b_ih with the other biases), then [`Sequence::forward`].
-fn generic_forward<T: Real>(
-    s: &Sequence,
-    input: InputSide<T>,
-    p: &[T],
-    h: &[T],
-    save: bool,
-) -> (Vec<T>, Option<Saved<T>>) {
-    let (tn, g, i) = (s.dims.seq_len * s.dims.batch, s.dims.gates(), input.size);
-    let gi = product((tn, g, i), Init::Zero, as_is(input.x), transposed(input.w_ih), s.threads);
-    s.forward(&gi, input.b_ih, p, h, save)
-}
-fn generic_backward<T: Real>(s: &Sequence, _: Forward<T>, d: &[T], p: &[T], saved: &Saved<T>) -> sequence::Grads<T> {
-    s.backward(d, p, saved)
-}
 
 /// The custom op of one layer and direction.
 struct FusedRecurrence {
@@ -80,17 +58,15 @@ struct FusedRecurrence {
 }
 
 impl FusedRecurrence {
-    /// The instruction set of the threaded f32 path when it runs this op (x86-64 with AVX-512F
-    /// or AVX2 + FMA, no projection; `SEQMODELS_SIMD=none` turns it off, see [`crate::simd`]).
-    fn threaded(&self) -> Option<crate::simd::Simd> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            threaded::available(&self.dims)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            None
-        }
+    /// The instruction set of the vectorised f32 engine when it runs this op (x86-64 with
+    /// AVX-512F or AVX2 + FMA, no projection; `SEQMODELS_SIMD=none` turns it off, see
+    /// [`crate::simd`]).
+    fn vectorised(&self) -> Option<crate::simd::Simd> {
+        crate::simd::Simd::detect().filter(|_| cfg!(target_arch = "x86_64") && !self.dims.proj)
+    }
+
+    fn generic(&self) -> Generic {
+        Generic { threads: self.threads }
     }
 
     fn sequence(&self) -> Sequence<'_> {
@@ -110,12 +86,12 @@ impl FusedRecurrence {
         g * self.input_size + if self.dims.bias { g } else { 0 }
     }
 
-    fn forward<T: Real>(
+    fn forward<T: Real, E: Engine<T>>(
         &self,
+        engine: E,
         x: &[T],
         params: &[T],
         state0: &[T],
-        run: impl ForwardRunner<T>,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = &self.dims;
         let (tn, g, i) = (d.seq_len * d.batch, d.gates(), self.input_size);
@@ -130,20 +106,20 @@ impl FusedRecurrence {
         let (w_ih, rest) = params.split_at(g * i);
         let (b_ih, recurrent) = rest.split_at(self.input_params_len() - g * i);
         let input = InputSide { x, w_ih, b_ih: d.bias.then_some(b_ih), size: i };
-        let (result, saved) = run(&self.sequence(), input, recurrent, state0, self.save);
+        let (result, saved) = driver::forward(engine, &self.sequence(), input, recurrent, state0, self.save);
         if let Some(saved) = saved {
             *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(saved));
         }
         Ok((T::to_cpu_storage_owned(result), d.result_shape()))
     }
 
-    fn backward<T: Real>(
+    fn backward<T: Real, E: Engine<T>>(
         &self,
+        engine: E,
         x: &Tensor,
         params: &Tensor,
         (res, state0): (&Tensor, &Tensor),
         grad_res: &Tensor,
-        run: impl BackwardRunner<T>,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let guard = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         let Some(saved) = guard.as_ref().and_then(|s| s.downcast_ref::<Saved<T>>()) else {
@@ -158,7 +134,7 @@ impl FusedRecurrence {
         let (res, state0) = (real::host_slice::<T>(res)?, real::host_slice::<T>(state0)?);
         let forward = Forward { result: res.get()?, state0: state0.get()? };
         let head = self.input_params_len();
-        let grads = run(&self.sequence(), forward, dresult, &params_v[head..], saved);
+        let grads = driver::backward(engine, &self.sequence(), forward, dresult, &params_v[head..], saved);
         // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x; and
         // db_ih = column sums of dgi.
         let dx = product((tn, i, g), Init::Zero, as_is(&grads.gi), as_is(&params_v[..g * i]), self.threads);
@@ -201,22 +177,24 @@ impl CustomOp3 for FusedRecurrence {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        match s1 {
+        let (x, params, state0) = (s1, s2, s3);
+        match x {
             CpuStorage::F32(_) => {
-                let inputs = (real::cpu_slice(s1, l1)?, real::cpu_slice(s2, l2)?, real::cpu_slice(s3, l3)?);
-                match self.threaded() {
+                let inputs = (real::cpu_slice(x, l1)?, real::cpu_slice(params, l2)?, real::cpu_slice(state0, l3)?);
+                match self.vectorised() {
                     #[cfg(target_arch = "x86_64")]
-                    Some(simd) => self.forward::<f32>(inputs.0, inputs.1, inputs.2, |s, i, p, h, save| {
-                        threaded::forward(simd, s, i, p, h, save)
-                    }),
-                    _ => self.forward::<f32>(inputs.0, inputs.1, inputs.2, generic_forward),
+                    Some(simd) => {
+                        let engine = engine::Vectorised { simd, threads: self.threads };
+                        self.forward(engine, inputs.0, inputs.1, inputs.2)
+                    }
+                    _ => self.forward(self.generic(), inputs.0, inputs.1, inputs.2),
                 }
             }
-            CpuStorage::F64(_) => self.forward::<f64>(
-                real::cpu_slice(s1, l1)?,
-                real::cpu_slice(s2, l2)?,
-                real::cpu_slice(s3, l3)?,
-                generic_forward,
+            CpuStorage::F64(_) => self.forward::<f64, _>(
+                self.generic(),
+                real::cpu_slice(x, l1)?,
+                real::cpu_slice(params, l2)?,
+                real::cpu_slice(state0, l3)?,
             ),
             _ => candle_core::bail!("fused recurrence: expected f32 or f64 storage"),
         }
@@ -249,14 +227,15 @@ impl CustomOp3 for FusedRecurrence {
             return cuda::backward(self, x, params, grad_res);
         }
         match x.dtype() {
-            DType::F32 => match self.threaded() {
+            DType::F32 => match self.vectorised() {
                 #[cfg(target_arch = "x86_64")]
-                Some(simd) => self.backward::<f32>(x, params, (res, state0), grad_res, |s, f, d, p, saved| {
-                    threaded::backward(simd, s, f, d, p, saved)
-                }),
-                _ => self.backward::<f32>(x, params, (res, state0), grad_res, generic_backward),
+                Some(simd) => {
+                    let engine = engine::Vectorised { simd, threads: self.threads };
+                    self.backward::<f32, _>(engine, x, params, (res, state0), grad_res)
+                }
+                _ => self.backward::<f32, _>(self.generic(), x, params, (res, state0), grad_res),
             },
-            DType::F64 => self.backward::<f64>(x, params, (res, state0), grad_res, generic_backward),
+            DType::F64 => self.backward::<f64, _>(self.generic(), x, params, (res, state0), grad_res),
             other => candle_core::bail!("fused recurrence: expected f32 or f64, found {other:?}"),
         }
     }

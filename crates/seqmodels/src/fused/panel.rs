@@ -44,6 +44,11 @@ impl Packed {
         Packed { k, panels, data }
     }
 
+    /// K, the rows of the matrix (the length of a product's inner sums).
+    pub(crate) fn depth(&self) -> usize {
+        self.k
+    }
+
     /// Row length of a product's destination: the columns rounded up to whole panels.
     pub(crate) fn padded_cols(&self) -> usize {
         self.panels * NR
@@ -212,7 +217,7 @@ mod tests {
     fn product_matches_a_plain_triple_loop() {
         let variants: Vec<Simd> = [Simd::capped(Some("avx2")), Simd::capped(None)].into_iter().flatten().collect();
         if variants.is_empty() {
-            println!("skipped: this CPU has neither AVX-512F nor AVX2 + FMA (the portable kernels run instead)");
+            println!("skipped: this CPU has neither AVX-512F nor AVX2 + FMA (the generic engine runs instead)");
         }
         for simd in variants {
             for (m, k, n) in [(13, 37, 70), (8, 256, 32), (1, 5, 3), (32, 64, 96), (4, 1, 33)] {

@@ -1,14 +1,9 @@
-//! The whole-sequence loops of the fused kernels, shared by the three cell kinds.
-//!
-//! Forward: per step one GEMM `gh = h W_hh^T` into a preallocated buffer, then one fused pass
-//! over the gates (the sums with the input projection and both biases, activations and state
-//! update), then, for LSTM with projection, one GEMM with W_hr. Backward (BPTT): per step one
-//! fused pass computing the gate gradients and one GEMM `dh = dgates W_hh`; the weight gradients
-//! are single GEMMs over all time steps at the end.
+//! One layer and direction of a fused recurrence: its sizes, options and buffers (what forward
+//! saves for backward, the gradients), and the weight gradients over all steps that close
+//! backpropagation through time. The loop itself is [`super::driver`].
 
 use super::gemm::{as_is, matmul, transposed, Init};
-use super::real::{Exact, Real};
-use super::{gru, lstm, rnn};
+use super::real::Real;
 use crate::config::CellKind;
 
 /// Sizes of one layer and direction.
@@ -94,15 +89,6 @@ impl<T: Real> Saved<T> {
         [&mut self.h_prev, &mut self.act, &mut self.c_prev, &mut self.tanh_c, &mut self.ghn, &mut self.hh]
     }
 
-    /// Zeroed buffers for a forward pass of `d`.
-    pub fn new(d: &Dims) -> Self {
-        let mut saved = Saved::default();
-        for (v, len) in saved.buffers().into_iter().zip(Self::lengths(d)) {
-            *v = vec![T::zero(); len];
-        }
-        saved
-    }
-
     /// Empty buffers with room for a forward pass of `d` that writes every element through
     /// their pointers (`as_mut_ptr`), skipping the zero-fill of [`Saved::new`] (megabytes).
     /// Without `h_prev` that buffer stays empty: backward reads h before each step from the
@@ -136,13 +122,6 @@ impl<T: Real> Saved<T> {
     }
 }
 
-/// The `Q` gate slices of a row that stacks Q gates of equal width.
-#[inline(always)]
-pub(crate) fn gates<const Q: usize, T>(row: &[T]) -> [&[T]; Q] {
-    let w = row.len() / Q;
-    std::array::from_fn(|q| &row[q * w..(q + 1) * w])
-}
-
 /// The `Q` gate slices of a row, mutable.
 #[inline(always)]
 pub(crate) fn gates_mut<const Q: usize, T>(row: &mut [T]) -> [&mut [T]; Q] {
@@ -151,9 +130,8 @@ pub(crate) fn gates_mut<const Q: usize, T>(row: &mut [T]) -> [&mut [T]; Q] {
     std::array::from_fn(|_| chunks.next().expect("row holds Q gates"))
 }
 
-/// The layer input and the parameters of its projection: each runner computes
-/// `x W_ih^T + b_ih` itself (the portable one as one GEMM over all steps, the threaded one step
-/// by step, so that no (T, N, G) buffer is written and read back).
+/// The layer input and the parameters of its projection: the driver computes
+/// `x W_ih^T + b_ih` (see [`super::engine::Engine::INPUT_PER_STEP`]).
 #[derive(Clone, Copy)]
 pub(crate) struct InputSide<'a, T> {
     /// (T, N, I).
@@ -219,10 +197,14 @@ pub(crate) struct Sequence<'a> {
     pub state_grad: bool,
 }
 
-struct Params<'a, T> {
-    w_hh: &'a [T],
-    b_hh: Option<&'a [T]>,
-    w_hr: Option<&'a [T]>,
+/// The packed recurrent parameters, apart.
+pub(crate) struct Params<'a, T> {
+    /// (G, H_out).
+    pub w_hh: &'a [T],
+    /// (G) when the layer has biases.
+    pub b_hh: Option<&'a [T]>,
+    /// (H_out, H) with a projection.
+    pub w_hr: Option<&'a [T]>,
 }
 
 impl Sequence<'_> {
@@ -241,225 +223,12 @@ impl Sequence<'_> {
         }
     }
 
-    fn split_params<'p, T>(&self, params: &'p [T]) -> Params<'p, T> {
+    /// W_hh, b_hh and W_hr of the packed recurrent parameters.
+    pub fn split_params<'p, T>(&self, params: &'p [T]) -> Params<'p, T> {
         let d = &self.dims;
         let (w_hh, rest) = params.split_at(d.gates() * d.h_out);
         let (b_hh, rest) = if d.bias { (Some(&rest[..d.gates()]), &rest[d.gates()..]) } else { (None, rest) };
         Params { w_hh, b_hh, w_hr: d.proj.then_some(rest) }
-    }
-
-    /// Runs the sequence. `gi` (T, N, G) holds x W_ih^T; `b_ih` its bias; `params` the packed
-    /// recurrent parameters; `state0` h0 then c0. Returns the result (output, h_n, c_n) and,
-    /// when `save`, what backward needs.
-    pub fn forward<T: Real>(
-        &self,
-        gi: &[T],
-        b_ih: Option<&[T]>,
-        params: &[T],
-        state0: &[T],
-        save: bool,
-    ) -> (Vec<T>, Option<Saved<T>>) {
-        let d = self.dims;
-        let (n_, h, ho, g) = (d.batch, d.hidden, d.h_out, d.gates());
-        let p = self.split_params(params);
-        let biases = Biases::new(g, b_ih, p.b_hh);
-        let zero = T::zero();
-        let mut result = vec![zero; d.result_len()];
-        let mut hs = state0[..n_ * ho].to_vec();
-        let mut c = state0[n_ * ho..].to_vec();
-        let mut gh = vec![zero; n_ * g];
-        let mut h_next = vec![zero; n_ * ho.max(h)];
-        let mut hh = vec![zero; n_ * h];
-        let mut tanh_c = vec![zero; n_ * h];
-        let mut ghn = vec![zero; n_ * h];
-        let mut act = vec![zero; g];
-        let mut saved = save.then(|| Saved::new(&d));
-
-        for t in self.order() {
-            matmul((n_, g, ho), &mut gh, Init::Zero, as_is(&hs), transposed(p.w_hh), self.threads);
-            let gi_t = &gi[t * n_ * g..(t + 1) * n_ * g];
-            if let Some(s) = saved.as_mut() {
-                s.h_prev[t * n_ * ho..(t + 1) * n_ * ho].copy_from_slice(&hs);
-            }
-            let rows = (0..n_).filter(|&n| self.valid(t, n));
-            match d.kind {
-                CellKind::Lstm => {
-                    for n in rows.clone() {
-                        let (gh_row, gi_row) = (&gh[n * g..(n + 1) * g], &gi_t[n * g..(n + 1) * g]);
-                        let c_row = &mut c[n * h..(n + 1) * h];
-                        let at = (t * n_ + n) * h;
-                        if let Some(s) = saved.as_mut() {
-                            s.c_prev[at..at + h].copy_from_slice(c_row);
-                        }
-                        let tc = &mut tanh_c[n * h..(n + 1) * h];
-                        let hh_row = &mut hh[n * h..(n + 1) * h];
-                        lstm::forward_row::<T, Exact>(
-                            gates(gh_row),
-                            gates(gi_row),
-                            gates(&biases.sum),
-                            gates_mut(&mut act),
-                            c_row,
-                            tc,
-                            hh_row,
-                        );
-                        if let Some(s) = saved.as_mut() {
-                            s.tanh_c[at..at + h].copy_from_slice(tc);
-                            s.act[(t * n_ + n) * g..(t * n_ + n + 1) * g].copy_from_slice(&act);
-                            if d.proj {
-                                s.hh[at..at + h].copy_from_slice(hh_row);
-                            }
-                        }
-                    }
-                    let new_h: &[T] = match p.w_hr {
-                        Some(w_hr) => {
-                            matmul((n_, ho, h), &mut h_next, Init::Zero, as_is(&hh), transposed(w_hr), 1);
-                            &h_next
-                        }
-                        None => &hh,
-                    };
-                    for n in rows {
-                        hs[n * ho..(n + 1) * ho].copy_from_slice(&new_h[n * ho..(n + 1) * ho]);
-                    }
-                }
-                CellKind::Gru => {
-                    for n in rows.clone() {
-                        let (a, b) = (n * g..(n + 1) * g, n * h..(n + 1) * h);
-                        gru::forward_row::<T, Exact>(
-                            gates(&gi_t[a.clone()]),
-                            gates(&gh[a]),
-                            gates(&biases.input),
-                            gates(&biases.hidden),
-                            &hs[b.clone()],
-                            gates_mut(&mut act),
-                            &mut ghn[b.clone()],
-                            &mut h_next[b.clone()],
-                        );
-                        if let Some(s) = saved.as_mut() {
-                            let at = (t * n_ + n) * h;
-                            s.act[(t * n_ + n) * g..(t * n_ + n + 1) * g].copy_from_slice(&act);
-                            s.ghn[at..at + h].copy_from_slice(&ghn[b.clone()]);
-                        }
-                        hs[b.clone()].copy_from_slice(&h_next[b]);
-                    }
-                }
-                CellKind::RnnTanh | CellKind::RnnRelu => {
-                    let relu = d.kind == CellKind::RnnRelu;
-                    for n in rows.clone() {
-                        let b = n * h..(n + 1) * h;
-                        rnn::forward_row::<T, Exact>(
-                            relu,
-                            &gh[b.clone()],
-                            &gi_t[b.clone()],
-                            &biases.sum,
-                            &mut h_next[b.clone()],
-                        );
-                        if let Some(s) = saved.as_mut() {
-                            let at = (t * n_ + n) * h;
-                            s.act[at..at + h].copy_from_slice(&h_next[b.clone()]);
-                        }
-                        hs[b.clone()].copy_from_slice(&h_next[b]);
-                    }
-                }
-            }
-            for n in (0..n_).filter(|&n| self.valid(t, n)) {
-                let at = (t * n_ + n) * ho;
-                result[at..at + ho].copy_from_slice(&hs[n * ho..(n + 1) * ho]);
-            }
-        }
-        let end = d.seq_len * n_ * ho;
-        result[end..end + n_ * ho].copy_from_slice(&hs);
-        result[end + n_ * ho..].copy_from_slice(&c);
-        (result, saved)
-    }
-
-    /// Backpropagation through time from the gradient of the result (output, h_n, c_n).
-    pub fn backward<T: Real>(&self, dresult: &[T], params: &[T], saved: &Saved<T>) -> Grads<T> {
-        let d = self.dims;
-        let (n_, h, ho, g) = (d.batch, d.hidden, d.h_out, d.gates());
-        let tn = d.seq_len * n_;
-        let p = self.split_params(params);
-        let zero = T::zero();
-        let end = tn * ho;
-        let dout = &dresult[..end];
-        let mut dh = dresult[end..end + n_ * ho].to_vec();
-        let mut dc = dresult[end + n_ * ho..].to_vec();
-        let mut dgi = vec![zero; tn * g];
-        let mut dgh_gru = if d.kind == CellKind::Gru { vec![zero; tn * g] } else { Vec::new() };
-        let mut dproj = if d.proj { vec![zero; tn * ho] } else { Vec::new() };
-        let mut dh_tot = vec![zero; n_ * ho];
-        let mut dhh = vec![zero; n_ * h];
-        let mut direct = vec![zero; n_ * ho];
-
-        for t in self.order().into_iter().rev() {
-            for n in 0..n_ {
-                let (r, at) = (n * ho..(n + 1) * ho, (t * n_ + n) * ho);
-                if self.valid(t, n) {
-                    for j in 0..ho {
-                        dh_tot[n * ho + j] = dh[n * ho + j] + dout[at + j];
-                    }
-                    direct[r].fill(zero);
-                } else {
-                    dh_tot[r.clone()].fill(zero);
-                    direct[r.clone()].copy_from_slice(&dh[r]);
-                }
-            }
-            let rows = (0..n_).filter(|&n| self.valid(t, n));
-            match d.kind {
-                CellKind::Lstm => {
-                    let dhh: &[T] = match p.w_hr {
-                        Some(w_hr) => {
-                            dproj[t * n_ * ho..(t + 1) * n_ * ho].copy_from_slice(&dh_tot);
-                            matmul((n_, h, ho), &mut dhh, Init::Zero, as_is(&dh_tot), as_is(w_hr), 1);
-                            &dhh
-                        }
-                        None => &dh_tot,
-                    };
-                    for n in rows {
-                        let (b, at) = (n * h..(n + 1) * h, (t * n_ + n) * h);
-                        let ga = (t * n_ + n) * g;
-                        lstm::backward_row(
-                            &dhh[b.clone()],
-                            &mut dc[b],
-                            gates(&saved.act[ga..ga + g]),
-                            &saved.c_prev[at..at + h],
-                            &saved.tanh_c[at..at + h],
-                            gates_mut(&mut dgi[ga..ga + g]),
-                        );
-                    }
-                }
-                CellKind::Gru => {
-                    for n in rows {
-                        let (b, at, ga) = (n * h..(n + 1) * h, (t * n_ + n) * h, (t * n_ + n) * g);
-                        gru::backward_row(
-                            &dh_tot[b.clone()],
-                            gates(&saved.act[ga..ga + g]),
-                            &saved.ghn[at..at + h],
-                            &saved.h_prev[at..at + h],
-                            gates_mut(&mut dgi[ga..ga + g]),
-                            gates_mut(&mut dgh_gru[ga..ga + g]),
-                            &mut direct[b],
-                        );
-                    }
-                }
-                CellKind::RnnTanh | CellKind::RnnRelu => {
-                    let relu = d.kind == CellKind::RnnRelu;
-                    for n in rows {
-                        let (b, at) = (n * h..(n + 1) * h, (t * n_ + n) * h);
-                        rnn::backward_row(relu, &dh_tot[b], &saved.act[at..at + h], &mut dgi[at..at + h]);
-                    }
-                }
-            }
-            let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
-            dh.copy_from_slice(&direct);
-            let dgh_t = &dgh[t * n_ * g..(t + 1) * n_ * g];
-            matmul((n_, ho, g), &mut dh, Init::Accumulate, as_is(dgh_t), as_is(p.w_hh), self.threads);
-        }
-
-        let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
-        let dparams = self.weight_grads(dgh, &dproj, (saved, None), None);
-        let mut dstate0 = dh;
-        dstate0.extend_from_slice(&dc);
-        Grads { gi: dgi, params: dparams, state0: dstate0, gi_sums: None }
     }
 
     /// dW_hh, db_hh and dW_hr as single GEMMs over all time steps, from the gradients of the

@@ -1,0 +1,279 @@
+//! What the recurrence driver ([`super::driver`]) leaves to an engine: the per-step products
+//! with weights packed once per sequence, the row passes, and how the hidden units are split
+//! between threads.
+//!
+//! - [`Vectorised`] (f32 on x86-64 with AVX-512F or AVX2 + FMA): each thread packs its share of
+//!   the weights into 32-column panels kept in its cache ([`super::panel`]), projects the input
+//!   step by step, and runs the row passes compiled for the detected instruction set with the
+//!   fast activations.
+//! - [`Generic`] (f32 or f64, any CPU): one unit range, products in the `gemm` crate split
+//!   between the threads, the input projection as one GEMM over all steps, exact activations.
+
+use super::gemm::{as_is, matmul, transposed, Init};
+use super::real::{Exact, Real};
+use super::row::{forward_gates, GateRow};
+use super::{gru, lstm, rnn};
+
+/// The per-step products and row passes of one driver run.
+pub(crate) trait Engine<T: Real>: Copy + Send + Sync {
+    /// A K x ncols block of a weight matrix, packed for [`Engine::product`].
+    type Panel;
+
+    /// Whether each thread projects the input of each step itself (its gate columns of
+    /// `x_t W_ih^T`), instead of one GEMM over all steps before the loop.
+    const INPUT_PER_STEP: bool;
+
+    /// The hidden units of each thread.
+    fn unit_ranges(self, hidden: usize) -> Vec<(usize, usize)>;
+
+    /// Packs the K x ncols matrix whose element (row kk, column col) is
+    /// `source[start(col) + kk * stride]`.
+    fn pack(self, k: usize, ncols: usize, source: &[T], stride: usize, start: impl Fn(usize) -> usize) -> Self::Panel;
+
+    /// Row length of a product's destination.
+    fn padded_cols(panel: &Self::Panel) -> usize;
+
+    /// `c` (m rows of [`Engine::padded_cols`]) = `a` (m rows of K) times the panel.
+    fn product(self, panel: &Self::Panel, m: usize, a: &[T], c: &mut [T]);
+
+    /// Threads of the products over all steps (and of the projection's).
+    fn threads(self) -> usize;
+
+    /// The fused forward pass of one row (see [`GateRow`]).
+    fn gate_pass(self, row: GateRow<T>);
+
+    /// [`lstm::backward_row`].
+    fn lstm_backward(self, dhh: &[T], dc: &mut [T], act: [&[T]; 4], c_prev: &[T], tanh_c: &[T], dpre: [&mut [T]; 4]);
+
+    /// [`gru::backward_row`].
+    #[allow(clippy::too_many_arguments)]
+    fn gru_backward(
+        self,
+        dh: &[T],
+        act: [&[T]; 3],
+        ghn: &[T],
+        h_prev: &[T],
+        dgi: [&mut [T]; 3],
+        dgh: [&mut [T]; 3],
+        direct: &mut [T],
+    );
+
+    /// [`rnn::backward_row`].
+    fn rnn_backward(self, relu: bool, dh: &[T], h_next: &[T], dpre: &mut [T]);
+
+    /// `sums[q * nu + j] += gates[q][j]`: a thread's column sums of one row's gate gradients.
+    fn add_gates(self, sums: &mut [T], gates: &[&[T]]);
+}
+
+/// Any float type on any CPU: the `gemm` crate and exact activations.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Generic {
+    pub threads: usize,
+}
+
+/// A K x ncols matrix stored densely as its transpose (ncols rows of K).
+pub(crate) struct Dense<T> {
+    k: usize,
+    ncols: usize,
+    data: Vec<T>,
+}
+
+impl<T: Real> Engine<T> for Generic {
+    type Panel = Dense<T>;
+    const INPUT_PER_STEP: bool = false;
+
+    fn unit_ranges(self, hidden: usize) -> Vec<(usize, usize)> {
+        vec![(0, hidden)]
+    }
+
+    fn pack(self, k: usize, ncols: usize, source: &[T], stride: usize, start: impl Fn(usize) -> usize) -> Dense<T> {
+        // Stored transposed, a column per row: the forward products' columns are contiguous
+        // runs of their weight rows (stride 1), copied as they are.
+        let mut data = vec![T::zero(); k * ncols];
+        for (col, column) in data.chunks_exact_mut(k).enumerate() {
+            let at = start(col);
+            match stride {
+                1 => column.copy_from_slice(&source[at..at + k]),
+                _ => column.iter_mut().enumerate().for_each(|(kk, v)| *v = source[at + kk * stride]),
+            }
+        }
+        Dense { k, ncols, data }
+    }
+
+    fn padded_cols(panel: &Dense<T>) -> usize {
+        panel.ncols
+    }
+
+    fn product(self, panel: &Dense<T>, m: usize, a: &[T], c: &mut [T]) {
+        let dims = (m, panel.ncols, panel.k);
+        matmul(dims, c, Init::Zero, as_is(&a[..m * panel.k]), transposed(&panel.data), self.threads);
+    }
+
+    fn threads(self) -> usize {
+        self.threads
+    }
+
+    fn gate_pass(self, row: GateRow<T>) {
+        forward_gates::<T, Exact>(row)
+    }
+
+    fn lstm_backward(self, dhh: &[T], dc: &mut [T], act: [&[T]; 4], c_prev: &[T], tanh_c: &[T], dpre: [&mut [T]; 4]) {
+        lstm::backward_row(dhh, dc, act, c_prev, tanh_c, dpre);
+    }
+
+    fn gru_backward(
+        self,
+        dh: &[T],
+        act: [&[T]; 3],
+        ghn: &[T],
+        h_prev: &[T],
+        dgi: [&mut [T]; 3],
+        dgh: [&mut [T]; 3],
+        direct: &mut [T],
+    ) {
+        gru::backward_row(dh, act, ghn, h_prev, dgi, dgh, direct);
+    }
+
+    fn rnn_backward(self, relu: bool, dh: &[T], h_next: &[T], dpre: &mut [T]) {
+        rnn::backward_row(relu, dh, h_next, dpre);
+    }
+
+    fn add_gates(self, sums: &mut [T], gates: &[&[T]]) {
+        add_gates(sums, gates);
+    }
+}
+
+#[inline(always)]
+fn add_gates<T: Real>(sums: &mut [T], gates: &[&[T]]) {
+    for (sums, gate) in sums.chunks_exact_mut(gates[0].len()).zip(gates) {
+        sums.iter_mut().zip(*gate).for_each(|(s, v)| *s += *v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use vectorised::Vectorised;
+
+#[cfg(target_arch = "x86_64")]
+mod vectorised {
+    use super::super::panel::Packed;
+    use super::super::row::{gate_pass, GateRow};
+    use super::super::threads::unit_ranges;
+    use super::super::{gru, lstm, rnn};
+    use super::Engine;
+    use crate::simd::{simd_variants, Simd};
+
+    /// f32 with the instruction set `simd`: packed panels per thread, the fast activations.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Vectorised {
+        pub simd: Simd,
+        pub threads: usize,
+    }
+
+    impl Engine<f32> for Vectorised {
+        type Panel = Packed;
+        const INPUT_PER_STEP: bool = true;
+
+        fn unit_ranges(self, hidden: usize) -> Vec<(usize, usize)> {
+            unit_ranges(hidden, self.threads.min(crate::pool::threads()))
+        }
+
+        fn pack(self, k: usize, ncols: usize, source: &[f32], stride: usize, start: impl Fn(usize) -> usize) -> Packed {
+            Packed::new(k, ncols, source, stride, start)
+        }
+
+        fn padded_cols(panel: &Packed) -> usize {
+            panel.padded_cols()
+        }
+
+        fn product(self, panel: &Packed, m: usize, a: &[f32], c: &mut [f32]) {
+            let (k, ldc) = (panel.depth(), panel.padded_cols());
+            assert!(a.len() >= m * k && c.len() >= m * ldc, "packed product operand sizes");
+            // SAFETY: `simd` was detected; the assertion puts m rows of k values (stride k) in
+            // `a` and m rows of ldc in `c`, which are borrowed for the call.
+            unsafe { panel.product(self.simd, m, a.as_ptr(), k, c.as_mut_ptr(), ldc) }
+        }
+
+        fn threads(self) -> usize {
+            self.threads
+        }
+
+        fn gate_pass(self, row: GateRow<f32>) {
+            gate_pass(Some(self.simd), row);
+        }
+
+        fn lstm_backward(
+            self,
+            dhh: &[f32],
+            dc: &mut [f32],
+            act: [&[f32]; 4],
+            c_prev: &[f32],
+            tanh_c: &[f32],
+            dpre: [&mut [f32]; 4],
+        ) {
+            lstm_backward(self.simd, dhh, dc, act, c_prev, tanh_c, dpre);
+        }
+
+        fn gru_backward(
+            self,
+            dh: &[f32],
+            act: [&[f32]; 3],
+            ghn: &[f32],
+            h_prev: &[f32],
+            dgi: [&mut [f32]; 3],
+            dgh: [&mut [f32]; 3],
+            direct: &mut [f32],
+        ) {
+            gru_backward(self.simd, dh, act, ghn, h_prev, dgi, dgh, direct);
+        }
+
+        fn rnn_backward(self, relu: bool, dh: &[f32], h_next: &[f32], dpre: &mut [f32]) {
+            rnn_backward(self.simd, relu, dh, h_next, dpre);
+        }
+
+        fn add_gates(self, sums: &mut [f32], gates: &[&[f32]]) {
+            add_gates(self.simd, sums, gates);
+        }
+    }
+
+    // The row passes of backward compiled for the detected instruction set, so that they
+    // vectorise.
+
+    simd_variants! {
+        fn add_gates(sums: &mut [f32], gates: &[&[f32]]) {
+            super::add_gates(sums, gates)
+        }
+    }
+
+    simd_variants! {
+        fn lstm_backward(
+            dhh: &[f32],
+            dc: &mut [f32],
+            act: [&[f32]; 4],
+            c_prev: &[f32],
+            tanh_c: &[f32],
+            dpre: [&mut [f32]; 4],
+        ) {
+            lstm::backward_row(dhh, dc, act, c_prev, tanh_c, dpre);
+        }
+    }
+
+    simd_variants! {
+        fn gru_backward(
+            dh: &[f32],
+            act: [&[f32]; 3],
+            ghn: &[f32],
+            h_prev: &[f32],
+            dgi: [&mut [f32]; 3],
+            dgh: [&mut [f32]; 3],
+            direct: &mut [f32],
+        ) {
+            gru::backward_row(dh, act, ghn, h_prev, dgi, dgh, direct);
+        }
+    }
+
+    simd_variants! {
+        fn rnn_backward(relu: bool, dh: &[f32], h_next: &[f32], dpre: &mut [f32]) {
+            rnn::backward_row(relu, dh, h_next, dpre);
+        }
+    }
+}

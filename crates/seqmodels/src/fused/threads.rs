@@ -1,0 +1,170 @@
+//! How the threads of one fused recurrence share its work: each thread owns a range of hidden
+//! units, writes only its own columns of the shared buffers, and the threads meet at one barrier
+//! per time step.
+//!
+//! Sharing: the buffers every thread writes are reached through [`Shared`], a raw pointer.
+//! A thread makes references only to its own columns (`&mut`) or to columns nobody writes until
+//! the next barrier (`&`). Buffers allocated without a zero-fill ([`Unfilled`],
+//! [`super::sequence::Saved::unfilled`]) are only ever written through [`Shared::fresh`], which
+//! initialises the elements before it makes a reference to them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::real::Real;
+
+/// A barrier that spins (then yields): a step of a small layer takes microseconds, less than
+/// a futex wake-up.
+pub(crate) struct SpinBarrier {
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+    threads: usize,
+}
+
+impl SpinBarrier {
+    pub(crate) fn new(threads: usize) -> Self {
+        SpinBarrier { arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0), threads }
+    }
+
+    pub(crate) fn wait(&self) {
+        if self.threads == 1 {
+            return;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            std::hint::spin_loop();
+            spins += 1;
+            if spins > 20_000 {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// A buffer that several threads write in disjoint column ranges.
+pub(crate) struct Shared<T>(*mut T);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Shared<T> {}
+
+// SAFETY: a `Shared` is only a pointer to f32 or f64 values; what makes its use across threads
+// sound is the rule of the module doc (own columns only, others' after a barrier), which every
+// access states.
+unsafe impl<T: Send> Send for Shared<T> {}
+unsafe impl<T: Sync> Sync for Shared<T> {}
+
+impl<T: Real> Shared<T> {
+    /// The elements of `v` (initialised) or its spare capacity (through [`Shared::fresh`] only).
+    pub(crate) fn of(v: &mut Vec<T>) -> Self {
+        Shared(v.as_mut_ptr())
+    }
+
+    /// `start..start + len` of an initialised buffer, to read.
+    ///
+    /// # Safety
+    /// The range must lie in the buffer, be initialised, and no thread may write it while the
+    /// reference lives.
+    pub(crate) unsafe fn read<'a>(self, start: usize, len: usize) -> &'a [T] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.0.add(start), len) }
+    }
+
+    /// `start..start + len` of an initialised buffer, to write.
+    ///
+    /// # Safety
+    /// The range must lie in the buffer, be initialised, and no other thread may access it while
+    /// the reference lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn write<'a>(self, start: usize, len: usize) -> &'a mut [T] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+
+    /// `start..start + len` of a buffer that may be uninitialised there, zero-filled through the
+    /// raw pointer first so that the reference covers initialised values only. The fill costs
+    /// little: the caller writes the same cache lines right after.
+    ///
+    /// # Safety
+    /// The range must lie in the buffer's allocation, and no other thread may access it while the
+    /// reference lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn fresh<'a>(self, start: usize, len: usize) -> &'a mut [T] {
+        // SAFETY: the caller's contract; `Real` is f32 or f64, whose all-zero bytes are the value
+        // 0.0, so the slice made after the fill covers initialised values.
+        unsafe {
+            std::ptr::write_bytes(self.0.add(start), 0, len);
+            std::slice::from_raw_parts_mut(self.0.add(start), len)
+        }
+    }
+
+    /// The `Q` gate slices `[q * stride + start, + len)`, each as [`Shared::fresh`] makes it.
+    ///
+    /// # Safety
+    /// As for [`Shared::fresh`], for each of them (and they must not overlap).
+    pub(crate) unsafe fn fresh_gates<'a, const Q: usize>(
+        self,
+        start: usize,
+        stride: usize,
+        len: usize,
+    ) -> [&'a mut [T]; Q] {
+        // SAFETY: the caller's contract, gate by gate.
+        std::array::from_fn(|q| unsafe { self.fresh(start + q * stride, len) })
+    }
+}
+
+/// A buffer that the threads fill completely before anyone reads it, allocated without the
+/// zero-fill that `vec![0.0; len]` would spend on it (megabytes per call, on one thread).
+pub(crate) struct Unfilled<T> {
+    buf: Vec<T>,
+    len: usize,
+}
+
+impl<T: Real> Unfilled<T> {
+    pub(crate) fn new(len: usize) -> Self {
+        Unfilled { buf: Vec::with_capacity(len), len }
+    }
+
+    /// Where the threads write: the vector's spare capacity, valid for writes of `len` values
+    /// (and only through [`Shared::fresh`], which initialises them).
+    pub(crate) fn shared(&mut self) -> Shared<T> {
+        Shared::of(&mut self.buf)
+    }
+
+    /// The filled buffer.
+    ///
+    /// # Safety
+    /// All `len` elements must have been written through [`Unfilled::shared`].
+    pub(crate) unsafe fn filled(mut self) -> Vec<T> {
+        // SAFETY: the capacity is `len`, and the caller guarantees every element is initialised.
+        unsafe { self.buf.set_len(self.len) };
+        self.buf
+    }
+}
+
+/// The hidden units split into at most `threads` consecutive ranges of at least 16 units each.
+pub(crate) fn unit_ranges(hidden: usize, threads: usize) -> Vec<(usize, usize)> {
+    let parts = threads.min(hidden / 16).max(1);
+    (0..parts).map(|k| (k * hidden / parts, (k + 1) * hidden / parts)).collect()
+}
+
+/// Runs `work(units)` on every unit range, on candle's persistent CPU thread pool (the calling
+/// thread takes part), so that no extra threads compete for the cores.
+pub(crate) fn on_threads(ranges: &[(usize, usize)], work: impl Fn((usize, usize)) + Sync) {
+    if ranges.len() == 1 {
+        return work(ranges[0]);
+    }
+    candle_core::utils::barrier_pool().execute(|tid| {
+        if let Some(&range) = ranges.get(tid) {
+            work(range);
+        }
+    });
+}
