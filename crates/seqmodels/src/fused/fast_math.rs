@@ -17,7 +17,15 @@ pub(crate) fn exp(x: f32) -> f32 {
     let n = t - ROUNDER;
     let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
     // e^r on |r| <= ln2/2, Taylor to degree 6 (relative error ~1e-7), in Horner form.
-    let p = [1.0f32 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0].iter().fold(1.0f32 / 720.0, |p, &c| p.mul_add(r, c));
+    // Unrolled by hand: an iterator's `fold` need not be inlined into the caller compiled for
+    // FMA, and outside it each `mul_add` would be a libm call.
+    let mut p = 1.0f32 / 720.0;
+    p = p.mul_add(r, 1.0 / 120.0);
+    p = p.mul_add(r, 1.0 / 24.0);
+    p = p.mul_add(r, 1.0 / 6.0);
+    p = p.mul_add(r, 0.5);
+    p = p.mul_add(r, 1.0);
+    p = p.mul_add(r, 1.0);
     let pow2n = f32::from_bits((t.to_bits().wrapping_sub(ROUNDER.to_bits()).wrapping_add(127)) << 23);
     p * pow2n
 }

@@ -67,25 +67,37 @@ impl SoftmaxCrossEntropy {
 const LANES: usize = 16;
 
 /// log(sum(exp(row))), computed as max + log(sum(exp(x - max))).
+///
+/// Plain `for` loops only: an iterator adapter's `fold` is a function of its own that need not
+/// be inlined into the caller compiled for AVX2 + FMA or AVX-512, and outside it the `mul_add`
+/// of the fast `exp` becomes a call to libm's `fmaf`.
 #[inline(always)]
 fn log_sum_exp<T: Real, A: Activation<T>>(row: &[T]) -> T {
-    let greater = |m: T, x: T| if x > m { x } else { m };
     let chunks = row.chunks_exact(LANES);
     let tail = chunks.remainder();
     let mut lanes = [T::neg_infinity(); LANES];
     for chunk in chunks.clone() {
-        for (m, &x) in lanes.iter_mut().zip(chunk) {
-            *m = greater(*m, x);
+        for j in 0..LANES {
+            lanes[j] = if chunk[j] > lanes[j] { chunk[j] } else { lanes[j] };
         }
     }
-    let max = lanes.into_iter().chain(tail.iter().copied()).fold(T::neg_infinity(), greater);
+    let mut max = T::neg_infinity();
+    for &x in lanes.iter().chain(tail) {
+        max = if x > max { x } else { max };
+    }
     let mut sums = [T::zero(); LANES];
     for chunk in chunks {
-        for (s, &x) in sums.iter_mut().zip(chunk) {
-            *s += A::exp(x - max);
+        for j in 0..LANES {
+            sums[j] += A::exp(chunk[j] - max);
         }
     }
-    let sum = tail.iter().fold(sums.into_iter().fold(T::zero(), |a, b| a + b), |s, &x| s + A::exp(x - max));
+    let mut sum = T::zero();
+    for s in sums {
+        sum += s;
+    }
+    for &x in tail {
+        sum += A::exp(x - max);
+    }
     max + sum.ln()
 }
 
@@ -95,11 +107,14 @@ impl SoftmaxCrossEntropy {
     #[inline(always)]
     fn loss_rows<T: Real, A: Activation<T>>(&self, logits: &[T], rows: Range<usize>, lse: &mut [T]) -> T {
         let v = self.classes;
-        rows.zip(lse).fold(T::zero(), |acc, (r, lse)| {
+        let mut total = T::zero();
+        // A plain loop, for the reason given at `log_sum_exp`.
+        for (r, lse) in rows.zip(lse) {
             let row = &logits[r * v..(r + 1) * v];
             *lse = log_sum_exp::<T, A>(row);
-            acc + *lse - row[self.targets[r] as usize]
-        })
+            total += *lse - row[self.targets[r] as usize];
+        }
+        total
     }
 
     /// Mean loss over all rows, the rows split between candle's pool threads, and each row's
