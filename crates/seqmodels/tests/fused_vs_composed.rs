@@ -30,6 +30,17 @@ fn units_split_between_threads_match() {
     }
 }
 
+/// An input wide enough (W_ih over 256 KiB) that the vectorised engine projects it over all
+/// steps at once instead of step by step, with the units split between threads.
+#[test]
+fn wide_inputs_projected_over_all_steps_match() {
+    for kind in [CellKind::RnnTanh, CellKind::Lstm, CellKind::Gru] {
+        let cfg = RnnConfig { bidirectional: true, ..RnnConfig::new(kind, 2100, 33) };
+        compare(&cfg, Some(&[5, 3, 4]), true, DType::F32, 2e-5);
+        compare(&cfg, None, false, DType::F32, 2e-5);
+    }
+}
+
 #[test]
 fn f64_matches_to_rounding() {
     for kind in [CellKind::RnnTanh, CellKind::Lstm, CellKind::Gru] {

@@ -68,7 +68,8 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
     hbuf[..m * ho].copy_from_slice(&state0[..m * ho]);
     let c0 = &state0[m * ho..];
     // The input part of all steps as one GEMM, when the engine does not project step by step.
-    let gi_all = (!E::INPUT_PER_STEP).then(|| {
+    let per_step = engine.input_per_step(g, i);
+    let gi_all = (!per_step).then(|| {
         let dims = (d.seq_len * m, g, i);
         product(dims, Init::Zero, as_is(input.x), transposed(input.w_ih), engine.threads())
     });
@@ -93,10 +94,10 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
         // q*H + u0 + j.
         let mine = |width: usize| move |col: usize| ((col / nu) * h + u0 + col % nu) * width;
         let packed = engine.pack(ho, q_n * nu, p.w_hh, 1, mine(ho));
-        let packed_ih = E::INPUT_PER_STEP.then(|| engine.pack(i, q_n * nu, input.w_ih, 1, mine(i)));
+        let packed_ih = per_step.then(|| engine.pack(i, q_n * nu, input.w_ih, 1, mine(i)));
         let ldc = E::padded_cols(&packed);
         let mut gh = vec![zero; m * ldc];
-        let mut gx = vec![zero; if E::INPUT_PER_STEP { m * ldc } else { 0 }];
+        let mut gx = vec![zero; if per_step { m * ldc } else { 0 }];
         // My columns of c0 (LSTM); other kinds get an unused zero buffer.
         let mut c: Vec<T> = match d.kind {
             CellKind::Lstm => (0..m).flat_map(|n| c0[n * h + u0..n * h + u1].to_vec()).collect(),
@@ -196,9 +197,11 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
                         CellKind::RnnTanh | CellKind::RnnRelu => {}
                     }
                 }
-                let my_gx = match &gi_all {
-                    Some(gi) => &gi[(t * m + n) * g..(t * m + n + 1) * g],
-                    None => &gx[n * ldc..n * ldc + q_n * nu],
+                // My gate columns of the input part: a full row of G from unit u0 (one GEMM over
+                // all steps), or this step's product of my columns.
+                let (my_gx, gx_stride) = match &gi_all {
+                    Some(gi) => (&gi[(t * m + n) * g + u0..(t * m + n + 1) * g], h),
+                    None => (&gx[n * ldc..n * ldc + q_n * nu], nu),
                 };
                 let h_out_row = match hh_row {
                     Some(hh_row) => hh_row,
@@ -208,6 +211,7 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
                     kind: d.kind,
                     gh: &gh[n * ldc..n * ldc + q_n * nu],
                     gx: my_gx,
+                    gx_stride,
                     biases: &biases,
                     u0,
                     h_prev,

@@ -20,8 +20,8 @@ pub(crate) trait Engine<T: Real>: Copy + Send + Sync {
     type Panel;
 
     /// Whether each thread projects the input of each step itself (its gate columns of
-    /// `x_t W_ih^T`), instead of one GEMM over all steps before the loop.
-    const INPUT_PER_STEP: bool;
+    /// `x_t W_ih^T`), instead of one GEMM over all steps before the loop; W_ih is (gates, input).
+    fn input_per_step(self, gates: usize, input: usize) -> bool;
 
     /// The hidden units of each thread.
     fn unit_ranges(self, hidden: usize) -> Vec<(usize, usize)>;
@@ -80,7 +80,9 @@ pub(crate) struct Dense<T> {
 
 impl<T: Real> Engine<T> for Generic {
     type Panel = Dense<T>;
-    const INPUT_PER_STEP: bool = false;
+    fn input_per_step(self, _: usize, _: usize) -> bool {
+        false
+    }
 
     fn unit_ranges(self, hidden: usize) -> Vec<(usize, usize)> {
         vec![(0, hidden)]
@@ -162,6 +164,11 @@ mod vectorised {
     use super::Engine;
     use crate::simd::{simd_variants, Simd};
 
+    /// The largest W_ih (bytes) that the vectorised engine projects step by step: the d2l
+    /// character models' (115 KiB) gain from it; from the word models' (640 KiB) up, one GEMM
+    /// over all steps is as fast or faster (measured with `examples/layer_speed.rs`).
+    const INPUT_PER_STEP_MAX_BYTES: usize = 256 << 10;
+
     /// f32 with the instruction set `simd`: packed panels per thread, the fast activations.
     #[derive(Clone, Copy, Debug)]
     pub(crate) struct Vectorised {
@@ -171,7 +178,13 @@ mod vectorised {
 
     impl Engine<f32> for Vectorised {
         type Panel = Packed;
-        const INPUT_PER_STEP: bool = true;
+        /// Step by step while W_ih is small enough to stay in cache beside W_hh from one step
+        /// to the next: then the gate pass never streams a (T*N x G) buffer from memory. A
+        /// larger W_ih would be read from memory at every step (once per step instead of once
+        /// per sequence, which dominates at small batches).
+        fn input_per_step(self, gates: usize, input: usize) -> bool {
+            gates * input * std::mem::size_of::<f32>() <= INPUT_PER_STEP_MAX_BYTES
+        }
 
         fn unit_ranges(self, hidden: usize) -> Vec<(usize, usize)> {
             unit_ranges(hidden, self.threads.min(crate::pool::threads()))

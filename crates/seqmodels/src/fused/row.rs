@@ -21,8 +21,11 @@ pub(crate) struct GateRow<'a, T> {
     pub kind: CellKind,
     /// Those units' gate columns of the recurrent product, gate after gate.
     pub gh: &'a [T],
-    /// The same of the input projection.
+    /// The same of the input projection, gate q starting at `q * gx_stride`.
     pub gx: &'a [T],
+    /// The distance between two gates in `gx`: the units' count when it holds those units'
+    /// columns gate after gate, H when it is a full row of G starting at unit u0.
+    pub gx_stride: usize,
     pub biases: &'a Biases<T>,
     pub u0: usize,
     /// h before the step, those units (GRU; unused otherwise).
@@ -53,20 +56,21 @@ simd_variants! {
 /// The gate pass with the activations `A`, for any float type.
 #[inline(always)]
 pub(crate) fn forward_gates<T: Real, A: Activation<T>>(row: GateRow<T>) {
-    let GateRow { kind, gh, gx, biases, u0, h_prev, c, out, h_next } = row;
+    let GateRow { kind, gh, gx, gx_stride, biases, u0, h_prev, c, out, h_next } = row;
     let nu = h_next.len();
     let h = biases.sum.len() / kind.num_gates();
-    // Gate q of my units in my gate columns of a product, and in a full row of G (the biases).
-    fn of_gates<const Q: usize, T>(mine: &[T], nu: usize) -> [&[T]; Q] {
-        std::array::from_fn(|q| &mine[q * nu..(q + 1) * nu])
+    // Gate q of my units: in my gate columns of a product (stride nu), and in a full row of G
+    // (the biases, stride h from u0).
+    fn of_gates<const Q: usize, T>(mine: &[T], stride: usize, nu: usize) -> [&[T]; Q] {
+        std::array::from_fn(|q| &mine[q * stride..q * stride + nu])
     }
     fn of_units<const Q: usize, T>(row: &[T], h: usize, u0: usize, nu: usize) -> [&[T]; Q] {
         std::array::from_fn(|q| &row[q * h + u0..q * h + u0 + nu])
     }
     match kind {
         CellKind::Lstm => lstm::forward_row::<T, A>(
-            of_gates(gh, nu),
-            of_gates(gx, nu),
+            of_gates(gh, nu, nu),
+            of_gates(gx, gx_stride, nu),
             of_units(&biases.sum, h, u0, nu),
             out.act,
             c,
@@ -76,8 +80,8 @@ pub(crate) fn forward_gates<T: Real, A: Activation<T>>(row: GateRow<T>) {
         CellKind::Gru => {
             let [r, z, n, _] = out.act;
             gru::forward_row::<T, A>(
-                of_gates(gx, nu),
-                of_gates(gh, nu),
+                of_gates(gx, gx_stride, nu),
+                of_gates(gh, nu, nu),
                 of_units(&biases.input, h, u0, nu),
                 of_units(&biases.hidden, h, u0, nu),
                 h_prev,

@@ -131,7 +131,7 @@ pub(crate) fn gates_mut<const Q: usize, T>(row: &mut [T]) -> [&mut [T]; Q] {
 }
 
 /// The layer input and the parameters of its projection: the driver computes
-/// `x W_ih^T + b_ih` (see [`super::engine::Engine::INPUT_PER_STEP`]).
+/// `x W_ih^T + b_ih` (see [`super::engine::Engine::input_per_step`]).
 #[derive(Clone, Copy)]
 pub(crate) struct InputSide<'a, T> {
     /// (T, N, I).

@@ -209,6 +209,7 @@ impl QuantizedRnn {
                         kind,
                         gh: gh_n,
                         gx: gx_n,
+                        gx_stride: h,
                         biases: &biases,
                         u0,
                         h_prev,
