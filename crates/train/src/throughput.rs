@@ -329,7 +329,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     // The trained parameters as plain tensors: no variable, so no autodiff graph.
     let inference = match lengths {
         None => Inference::Predictor(for_inference(model.detached()?, cfg.precision, cfg.batch, cfg.steps)?),
-        Some(l) => Inference::Packed(model.detached()?, l),
+        Some(l) => Inference::Packed(Box::new(model.detached()?), l),
     };
     let mut infer_s = Vec::with_capacity(cfg.iters);
     for (i, (inputs, _)) in batches.iter().enumerate() {
@@ -365,7 +365,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
 /// steps and precision, or, with variable lengths, the model itself on the valid tokens.
 enum Inference {
     Predictor(Box<dyn Predictor>),
-    Packed(LanguageModel, Vec<usize>),
+    Packed(Box<LanguageModel>, Vec<usize>),
 }
 
 impl Inference {
