@@ -3,7 +3,7 @@
 
     python scripts/bench_torch.py --arch lstm|gru|rnn --vocab V --embed E --hidden H --layers L \
         --batch B --steps T --iters N [--warmup 3] [--seed 0] [--lr 1.0] [--threads N] [--device cpu|cuda[:N]] \
-        [--precision f32|bf16|int8] [--skip-training] [--json]
+        [--precision f32|bf16|int8] [--lengths full|random] [--skip-training] [--json]
 
 Model (identical to seqmodels_train::model::LanguageModel): nn.Embedding(V, E) -> nn.LSTM / nn.GRU /
 nn.RNN(tanh) (L layers, hidden H, time-major input (T, B, E)) -> nn.Linear(H, V) on the (T*B, H) outputs
@@ -14,6 +14,16 @@ size V instead of an embedding (as d2l does).  Parameters keep PyTorch's default
 Tokens: `warmup + iters` random batches, drawn before timing from a generator seeded with --seed:
 each row is T+1 uniform tokens, inputs its first T and labels its last T.
 
+Lengths (--lengths): full (every sequence T steps) or random: each of the B sequences gets the length
+lo + splitmix64() % (T - lo + 1), lo = ceil(T/4), from a SplitMix64 seeded with --seed (the generator
+of crates/train/src/bench_lengths.rs, so `seqlm bench` draws the same lengths), sorted in decreasing
+order; one draw serves every iteration.  Then the embedded batch goes through
+nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=True) (time-major) into the recurrent
+layers, the decoder runs on the packed output's .data (the valid tokens only) and the loss compares
+with the labels packed the same way (pack_padded_sequence(labels, lengths).data), both packings inside
+the timed iteration.  --lengths random runs in f32 only (exit status 2 with --precision bf16 or int8,
+which `seqlm bench` refuses too).
+
 Timed:
   * training (always f32; none with --skip-training, which leaves the initial weights): `--warmup`
     untimed iterations, then `--iters` timed ones, each zero_grad(set_to_none=True), forward, loss,
@@ -21,7 +31,7 @@ Timed:
   * inference: the --precision model (below) in eval mode under torch.no_grad(), `--warmup` untimed
     then `--iters` timed forwards to the logits (no loss).
 Each iteration is timed on its own with time.perf_counter(); the figures use the median:
-tokens/s = batch * steps / median seconds.
+tokens/s = tokens_per_iter / median seconds, tokens_per_iter = batch * steps, or the sum of the lengths.
 
 Precision (inference only; built from the weights after training, or the initial ones with
 --skip-training):
@@ -45,7 +55,7 @@ Threads: PyTorch's default (intra-op threads = physical cores; honours OMP_NUM_T
 MKL_NUM_THREADS), or torch.set_num_threads(--threads).  The value used is reported as "threads".
 
 Output: one JSON line with --json, else a readable line.  Fields:
-  arch, impl ("torch"), device, precision, train_tokens_per_s, infer_tokens_per_s, threads,
+  arch, impl ("torch"), device, precision, lengths ("full" or "random"), tokens_per_iter, train_tokens_per_s, infer_tokens_per_s, threads,
   train_ms_median, infer_ms_median, train_gflops_per_s, infer_gflops_per_s (nominal, the same count
   at every precision: see flops_per_token), loss (the last training loss, to spot a diverging run),
   config echo (vocab, embed, hidden, layers, batch, steps, iters, warmup, seed, lr), torch (version),
@@ -63,6 +73,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 
 def positive_int(text):
@@ -104,6 +115,8 @@ def parse_args(argv):
     p.add_argument("--precision", choices=["f32", "bf16", "int8"], default="f32",
                    help="inference precision (training is always f32): bf16 weights and activations, "
                         "or int8 dynamic quantization (CPU only)")
+    p.add_argument("--lengths", choices=["full", "random"], default="full",
+                   help="sequence lengths: all T steps, or drawn from --seed in [ceil(T/4), T] (f32 only)")
     p.add_argument("--skip-training", action="store_true",
                    help="no training phase (train fields null): inference runs on the initial weights")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a readable line")
@@ -122,14 +135,60 @@ class LanguageModel(nn.Module):
         self.rnn = layer(embed if embed > 0 else vocab, hidden, num_layers=layers)
         self.decoder = nn.Linear(hidden, vocab)
 
-    def forward(self, tokens):  # tokens: (B, T) int64
+    def forward(self, tokens, lengths=None):
+        """tokens: (B, T) int64; lengths: None, or a CPU int64 tensor of B lengths in decreasing order.
+
+        Returns the time-major logits (T*B, V), or with lengths those of the valid tokens only, in
+        packed order (sum(lengths), V).
+        """
         time_major = tokens.t()
         if self.embedding is not None:
             x = self.embedding(time_major)
         else:
             x = nn.functional.one_hot(time_major, self.vocab).to(self.input_dtype)
+        if lengths is not None:
+            y, _ = self.rnn(pack_padded_sequence(x, lengths, enforce_sorted=True))
+            return self.decoder(y.data)
         y, _ = self.rnn(x)
         return self.decoder(y.reshape(-1, y.shape[-1]))
+
+
+class SplitMix64:
+    """Vigna's SplitMix64, as crates/train/src/bench_lengths.rs: all arithmetic modulo 2^64.
+
+    From seed 0 the first outputs are 0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4, 0x06c45d188009454f.
+    """
+
+    MASK = (1 << 64) - 1
+
+    def __init__(self, seed):
+        self.state = seed & self.MASK
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self.MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self.MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.MASK
+        return z ^ (z >> 31)
+
+
+def random_lengths(batch, steps, seed):
+    """`batch` lengths lo + next() % (steps - lo + 1), lo = ceil(steps / 4), in decreasing order.
+
+    The same values as `random_lengths` in crates/train/src/bench_lengths.rs (its test asserts them too):
+      random_lengths(8, 35, 0) == [32, 31, 21, 19, 17, 16, 16, 9]
+      random_lengths(3, 4, 5) == [4, 3, 1]
+    """
+    lo = (steps + 3) // 4
+    rng = SplitMix64(seed)
+    return sorted((lo + rng.next() % (steps - lo + 1) for _ in range(batch)), reverse=True)
+
+
+def check_random_lengths():
+    """The fixed values of random_lengths's docstring (cheap; run before every --lengths random bench)."""
+    assert SplitMix64(0).next() == 0xE220A8397B1DCDAF
+    assert random_lengths(8, 35, 0) == [32, 31, 21, 19, 17, 16, 16, 9]
+    assert random_lengths(3, 4, 5) == [4, 3, 1]
 
 
 def flops_per_token(arch, vocab, embed, hidden, layers):
@@ -201,6 +260,14 @@ def main(argv=None):
     device = torch.device(args.device)
     if args.precision == "int8" and device.type != "cpu":
         unsupported(args, "dynamic quantization runs on the CPU only")
+    if args.lengths == "random" and args.precision != "f32":
+        print(f"bench_torch.py: --lengths random runs in f32 only (as seqlm bench), found --precision {args.precision}",
+              file=sys.stderr)
+        sys.exit(2)
+    lengths = None  # full: every sequence has all T steps
+    if args.lengths == "random":
+        check_random_lengths()
+        lengths = torch.tensor(random_lengths(args.batch, args.steps, args.seed), dtype=torch.int64)
     model = LanguageModel(args.arch, args.vocab, args.embed, args.hidden, args.layers).to(device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
@@ -220,7 +287,9 @@ def main(argv=None):
 
     def train_step(inputs, labels):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inputs), labels)
+        if lengths is not None:
+            labels = pack_padded_sequence(labels.view(args.steps, args.batch), lengths, enforce_sorted=True).data
+        loss = loss_fn(model(inputs, lengths), labels)
         loss.backward()
         optimizer.step()
         return loss
@@ -249,13 +318,13 @@ def main(argv=None):
     with torch.no_grad():
         for i, (inputs, _) in enumerate(batches):
             start = time.perf_counter()
-            infer_model(inputs)
+            infer_model(inputs, lengths)
             sync()
             elapsed = time.perf_counter() - start
             if i >= args.warmup:
                 infer_s.append(elapsed)
 
-    tokens = args.batch * args.steps
+    tokens = args.batch * args.steps if lengths is None else int(lengths.sum())
     fpt = flops_per_token(args.arch, args.vocab, args.embed, args.hidden, args.layers)
     train_med = statistics.median(train_s) if train_s else None
     infer_med = statistics.median(infer_s)
@@ -264,6 +333,8 @@ def main(argv=None):
         "impl": "torch",
         "device": args.device,
         "precision": args.precision,
+        "lengths": args.lengths,
+        "tokens_per_iter": tokens,
         "train_tokens_per_s": tokens / train_med if train_s else None,
         "infer_tokens_per_s": tokens / infer_med,
         "threads": torch.get_num_threads(),
@@ -294,7 +365,7 @@ def main(argv=None):
         else:
             train = "train skipped"
         print(
-            f"torch {args.arch}: {train}, "
+            f"torch {args.arch} ({args.lengths} lengths, {tokens} tokens/iter): {train}, "
             f"infer ({args.precision}) {report['infer_tokens_per_s']:.0f} tokens/s "
             f"({report['infer_ms_median']:.2f} ms/iter, {report['infer_gflops_per_s']:.1f} GFLOP/s), "
             f"{report['threads']} threads"

@@ -1,6 +1,7 @@
 //! Training and command-line tooling for seqmodels: the library behind the `seqlm` program.
 #![warn(missing_docs)]
 
+pub mod bench_lengths;
 pub mod checkpoint;
 pub mod commands;
 pub mod device;

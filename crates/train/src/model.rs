@@ -415,7 +415,7 @@ impl LanguageModel {
         state: Option<&StackedState>,
         train: bool,
     ) -> Result<(Tensor, StackedState)> {
-        let (y, state) = self.features(tokens, state, train)?;
+        let (y, state) = self.features(tokens, None, state, train)?;
         let y = y.reshape((y.dim(0)? * y.dim(1)?, y.dim(2)?))?;
         let logits = seqmodels::linear::linear(&y, &self.decoder_weight, &self.decoder_bias)?;
         Ok((logits, state))
@@ -433,15 +433,79 @@ impl LanguageModel {
         state: Option<&StackedState>,
         train: bool,
     ) -> Result<(Tensor, StackedState)> {
-        let (y, state) = self.features(tokens, state, train)?;
+        let (y, state) = self.features(tokens, None, state, train)?;
         let loss = seqmodels::loss::linear_cross_entropy(&y, &self.decoder_weight, &self.decoder_bias, targets)?;
         Ok((loss, state))
     }
 
-    /// Everything before the decoder: its input (T, N, D*H_out), time-major, and the final state.
-    /// Not reshaped to (T*N, D*H_out): the loss takes it as it is (a reshape would be one more
-    /// node of this size in the autodiff graph).
-    fn features(&self, tokens: &Tensor, state: Option<&StackedState>, train: bool) -> Result<(Tensor, StackedState)> {
+    /// [`Self::forward`] on sequences of variable `lengths` (one per sequence, each in 1..=T;
+    /// PyTorch's packed-sequence semantics, so the final state is each sequence's state at its
+    /// last step): the logits of the valid tokens only, (P, V) with P the sum of `lengths`, rows
+    /// in the order of [`packed_rows`].
+    pub fn forward_with_lengths(
+        &self,
+        tokens: &Tensor,
+        lengths: &[usize],
+        state: Option<&StackedState>,
+        train: bool,
+    ) -> Result<(Tensor, StackedState)> {
+        let (y, _, state) = self.packed_features(tokens, lengths, state, train)?;
+        let logits = seqmodels::linear::linear(&y, &self.decoder_weight, &self.decoder_bias)?;
+        Ok((logits, state))
+    }
+
+    /// [`Self::loss`] on sequences of variable `lengths` (as [`Self::forward_with_lengths`]):
+    /// the mean cross-entropy over the valid tokens only. `targets` are the (T*N,) time-major
+    /// labels of the whole batch; those past each sequence's end are left out.
+    pub fn loss_with_lengths(
+        &self,
+        tokens: &Tensor,
+        targets: &Tensor,
+        lengths: &[usize],
+        state: Option<&StackedState>,
+        train: bool,
+    ) -> Result<(Tensor, StackedState)> {
+        if targets.dims() != [tokens.elem_count()] {
+            return Err(Error::Model(seqmodels::Error::Shape {
+                what: "targets".into(),
+                expected: "(T*N,): one time-major label per token of the batch".into(),
+                found: targets.dims().to_vec(),
+            }));
+        }
+        let (y, rows, state) = self.packed_features(tokens, lengths, state, train)?;
+        let targets = targets.index_select(&rows, 0)?;
+        let loss = seqmodels::loss::linear_cross_entropy(&y, &self.decoder_weight, &self.decoder_bias, &targets)?;
+        Ok((loss, state))
+    }
+
+    /// The decoder's input at the valid positions only, (P, D*H_out) in the order of
+    /// [`packed_rows`], those rows as an index tensor, and the final state.
+    fn packed_features(
+        &self,
+        tokens: &Tensor,
+        lengths: &[usize],
+        state: Option<&StackedState>,
+        train: bool,
+    ) -> Result<(Tensor, Tensor, StackedState)> {
+        let (y, state) = self.features(tokens, Some(lengths), state, train)?;
+        let (t, n, k) = y.dims3()?;
+        let rows = packed_rows(lengths, t);
+        let count = rows.len();
+        let rows = Tensor::from_vec(rows, count, y.device())?;
+        let y = y.reshape((t * n, k))?.index_select(&rows, 0)?;
+        Ok((y, rows, state))
+    }
+
+    /// Everything before the decoder: its input (T, N, D*H_out), time-major, and the final state;
+    /// with `lengths`, zero past each sequence's end. Not reshaped to (T*N, D*H_out): the loss
+    /// takes it as it is (a reshape would be one more node of this size in the autodiff graph).
+    fn features(
+        &self,
+        tokens: &Tensor,
+        lengths: Option<&[usize]>,
+        state: Option<&StackedState>,
+        train: bool,
+    ) -> Result<(Tensor, StackedState)> {
         let (n, t) = check_tokens(tokens, self.cfg.vocab_size)?;
         let time_major = tokens.t()?.contiguous()?; // (T, N)
         let mut x = match &self.embedding {
@@ -456,7 +520,7 @@ impl LanguageModel {
         if self.cfg.rnn.batch_first {
             x = x.transpose(0, 1)?;
         }
-        let out = self.rnn.forward(&x, state, ForwardOptions { lengths: None, train })?;
+        let out = self.rnn.forward(&x, state, ForwardOptions { lengths, train })?;
         let mut y = out.output;
         if self.cfg.rnn.batch_first {
             y = y.transpose(0, 1)?;
@@ -466,6 +530,17 @@ impl LanguageModel {
         }
         Ok((y, out.state))
     }
+}
+
+/// The valid positions of a batch of sequences of `lengths` (N of them) padded to `steps`
+/// steps, as rows of its time-major (T*N, ...) layout: `t*N + n` for every step t and, within
+/// it, every sequence n with `t < lengths[n]`, in increasing order. With lengths sorted in
+/// decreasing order this is the order of PyTorch's `pack_padded_sequence(...).data`.
+pub fn packed_rows(lengths: &[usize], steps: usize) -> Vec<i64> {
+    let n = lengths.len();
+    (0..steps)
+        .flat_map(|t| lengths.iter().enumerate().filter(move |&(_, &l)| t < l).map(move |(i, _)| (t * n + i) as i64))
+        .collect()
 }
 
 /// Checks that `tokens` is (N, T) u32 indices below `vocab_size`, with N, T >= 1; returns (N, T).
@@ -573,5 +648,53 @@ mod tests {
         let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
         let expected: Vec<String> = cfg.parameter_shapes().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn packed_rows_are_time_major_valid_positions() {
+        // lengths [3, 1, 2], N = 3: step 0 all three, step 1 sequences 0 and 2, step 2 sequence 0.
+        assert_eq!(packed_rows(&[3, 1, 2], 3), [0, 1, 2, 3, 5, 6]);
+        assert_eq!(packed_rows(&[2, 2], 2), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn variable_lengths_compute_each_sequence_on_its_own() {
+        let cfg =
+            LmConfig { vocab_size: 9, embed: Some(4), rnn: RnnConfig::lstm(4, 5), dropout: 0.0, tie_weights: false };
+        let params = init_parameters(&cfg, InitScheme::Pytorch, 1, DType::F32, &Device::Cpu).unwrap();
+        let (model, _) = LanguageModel::from_parameters(cfg, params.into_iter().collect()).unwrap();
+        let tokens = Tensor::new(&[[1u32, 2, 3, 4], [5, 6, 7, 8], [0, 1, 2, 3]], &Device::Cpu).unwrap(); // (N=3, T=4)
+        let targets = Tensor::new(&[3u32, 1, 4, 1, 5, 0, 2, 6, 5, 3, 5, 8], &Device::Cpu).unwrap(); // (T*N,)
+        let lengths = [4, 2, 1];
+        let (logits, state) = model.forward_with_lengths(&tokens, &lengths, None, false).unwrap();
+        assert_eq!(logits.dims(), &[7, 9]);
+        let rows = packed_rows(&lengths, 4);
+        let logits = logits.to_vec2::<f32>().unwrap();
+        for (n, &len) in lengths.iter().enumerate() {
+            let alone = tokens.narrow(0, n, 1).unwrap().narrow(1, 0, len).unwrap();
+            let (expected, alone_state) = model.forward(&alone, None, false).unwrap();
+            let expected = expected.to_vec2::<f32>().unwrap();
+            for (t, want) in expected.iter().enumerate() {
+                let k = rows.iter().position(|&r| r == (t * 3 + n) as i64).unwrap();
+                assert!(logits[k].iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5), "t {t} n {n}");
+            }
+            let h = state.h.narrow(1, n, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let h_alone = alone_state.h.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(h.iter().zip(&h_alone).all(|(a, b)| (a - b).abs() < 1e-5), "final state of {n}");
+        }
+        // The loss is the mean over the valid tokens; with full lengths it is the plain loss.
+        let (loss, _) = model.loss_with_lengths(&tokens, &targets, &lengths, None, false).unwrap();
+        let (packed_logits, _) = model.forward_with_lengths(&tokens, &lengths, None, false).unwrap();
+        let index = Tensor::new(rows.as_slice(), &Device::Cpu).unwrap();
+        let expected =
+            candle_nn::loss::cross_entropy(&packed_logits, &targets.index_select(&index, 0).unwrap()).unwrap();
+        let scalar = |t: Tensor| t.to_scalar::<f32>().unwrap();
+        assert!((scalar(loss) - scalar(expected)).abs() < 1e-5);
+        let (full, _) = model.loss_with_lengths(&tokens, &targets, &[4, 4, 4], None, false).unwrap();
+        let (plain, _) = model.loss(&tokens, &targets, None, false).unwrap();
+        assert!((scalar(full) - scalar(plain)).abs() < 1e-6);
+        let short = targets.narrow(0, 0, 7).unwrap();
+        let err = model.loss_with_lengths(&tokens, &short, &lengths, None, false).unwrap_err().to_string();
+        assert!(err.contains("targets"), "{err}");
     }
 }

@@ -8,6 +8,13 @@
 //! seeded with `seed`: each row is `steps + 1` uniform tokens, the inputs its first `steps` and
 //! the labels its last `steps`. The initial state is zeros in every iteration.
 //!
+//! Lengths ([`LengthsMode`]): every sequence has `steps` steps, or (`random`) each has its own
+//! length, drawn once from `seed` by [`crate::bench_lengths::random_lengths`] (the generator
+//! `scripts/bench_torch.py` implements too) and used in every iteration. Then the recurrent
+//! layers stop each sequence at its length, and the decoder and the loss run on the valid tokens
+//! only ([`LanguageModel::loss_with_lengths`], [`LanguageModel::forward_with_lengths`]), as
+//! PyTorch's packed sequences do.
+//!
 //! Timed, each iteration on its own with [`std::time::Instant`]:
 //! - training: `warmup` untimed then `iters` timed iterations of forward, loss, backward and a
 //!   plain SGD step (the trainer's [`crate::optim::Optimizer`], which follows `torch.optim.SGD`);
@@ -16,12 +23,15 @@
 //!   nothing for a backward pass, as under `torch.no_grad()`), run by the model `seqlm generate`
 //!   and `seqlm eval` would run at this batch, number of steps and `precision`
 //!   ([`crate::predictor::for_inference`]),
-//!   `warmup` untimed then `iters` timed forwards to the logits (no loss).
+//!   `warmup` untimed then `iters` timed forwards to the logits (no loss). With random lengths
+//!   f32 inference always runs the detached [`LanguageModel`] (the fused kernels on the CPU, or
+//!   `implementation`; the streaming model has no per-sequence lengths), and bf16 or int8 is refused by [`BenchConfig::validate`].
 //!
 //! With `skip_training` the training phase is left out (its figures are `None`) and inference runs
 //! on the initial parameters.
 //!
-//! Throughput is `batch * steps` tokens over the median iteration time.
+//! Throughput is the tokens of one iteration (`batch * steps`, or the sum of the lengths) over
+//! the median iteration time.
 //!
 //! Threads: candle and the fused kernels use `candle_core::utils::get_num_threads()`, which is
 //! `RAYON_NUM_THREADS` when set (and positive), else the physical cores this process may run on
@@ -46,11 +56,12 @@ use seqmodels::quantized::Precision;
 use seqmodels::{CellKind, Implementation, RnnConfig};
 use serde::Serialize;
 
+use crate::bench_lengths::LengthsMode;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::model::{init_parameters, InitScheme, LanguageModel, LmConfig};
 use crate::optim::{OptimConfig, Optimizer, OptimizerKind};
-use crate::predictor::for_inference;
+use crate::predictor::{for_inference, Predictor};
 
 /// What to benchmark. The default is configuration (a) of BENCHMARKS.md, the d2l character model with
 /// an embedding: LSTM, V=28, E=28, H=256, 1 layer, B=32, T=35, 20 iterations after 3 warm-up,
@@ -92,6 +103,8 @@ pub struct BenchConfig {
     pub precision: Precision,
     /// Time the inference phase only, on the initial (seeded) parameters.
     pub skip_training: bool,
+    /// Full-length sequences, or random lengths drawn from `seed`.
+    pub lengths: LengthsMode,
 }
 
 /// Serialises a value through its name on the command line (`lstm`, `auto`, `cuda:1`, ...).
@@ -142,6 +155,7 @@ impl Default for BenchConfig {
             device: DeviceChoice::Cpu,
             precision: Precision::F32,
             skip_training: false,
+            lengths: LengthsMode::Full,
         }
     }
 }
@@ -168,6 +182,14 @@ impl BenchConfig {
                 self.precision.name(),
             ));
         }
+        if self.lengths != LengthsMode::Full && self.precision != Precision::F32 {
+            return Err(Error::option(
+                "lengths",
+                "full with --precision bf16 or int8 (their inference model runs whole batches, without \
+                 per-sequence lengths)",
+                self.lengths.name(),
+            ));
+        }
         let lm = self.lm_config();
         lm.validate()?;
         lm.check_activation_memory(self.batch, self.steps, true)?;
@@ -188,9 +210,14 @@ impl BenchConfig {
         LmConfig { vocab_size: self.vocab, embed, rnn, dropout: 0.0, tie_weights: false }
     }
 
-    /// Tokens per iteration, `batch * steps`.
+    /// The sequence lengths of every batch: `None` when all are `steps` long.
+    pub fn sequence_lengths(&self) -> Option<Vec<usize>> {
+        self.lengths.draw(self.batch, self.steps, self.seed)
+    }
+
+    /// Tokens per iteration: `batch * steps`, or the sum of the lengths.
     pub fn tokens_per_iter(&self) -> usize {
-        self.batch * self.steps
+        self.sequence_lengths().map_or(self.batch * self.steps, |l| l.iter().sum())
     }
 }
 
@@ -218,10 +245,12 @@ pub struct BenchReport {
     /// What was measured.
     #[serde(flatten)]
     pub config: BenchConfig,
-    /// Training tokens per second: `batch * steps` over the median training iteration (`None`,
+    /// Tokens computed per iteration ([`BenchConfig::tokens_per_iter`]).
+    pub tokens_per_iter: usize,
+    /// Training tokens per second: `tokens_per_iter` over the median training iteration (`None`,
     /// `null` in JSON, with `skip_training`, as for the other training figures).
     pub train_tokens_per_s: Option<f64>,
-    /// Inference tokens per second: `batch * steps` over the median forward.
+    /// Inference tokens per second: `tokens_per_iter` over the median forward.
     pub infer_tokens_per_s: f64,
     /// Threads candle and the fused kernels use (`candle_core::utils::get_num_threads()`).
     pub threads: usize,
@@ -247,10 +276,13 @@ impl BenchReport {
             _ => "train skipped".to_string(),
         };
         format!(
-            "seqlm {} ({}, {}): {train}, infer {} {:.0} tokens/s ({:.2} ms/iter, {:.1} GFLOP/s), {} threads",
+            "seqlm {} ({}, {}, {} lengths, {} tokens/iter): {train}, infer {} {:.0} tokens/s ({:.2} ms/iter, \
+             {:.1} GFLOP/s), {} threads",
             self.config.arch.short_name(),
             self.config.implementation.name(),
             self.config.device,
+            self.config.lengths.name(),
+            self.tokens_per_iter,
             self.config.precision.name(),
             self.infer_tokens_per_s,
             self.infer_ms_median,
@@ -272,12 +304,16 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let mut optimizer = Optimizer::new(named, OptimConfig::new(OptimizerKind::Sgd))?;
     let batches = random_batches(cfg, &device)?;
+    let lengths = cfg.sequence_lengths();
 
     let mut train_s = Vec::with_capacity(cfg.iters);
     let mut last_loss = None;
     for (i, (inputs, labels)) in batches.iter().enumerate().filter(|_| !cfg.skip_training) {
         let start = Instant::now();
-        let (loss, _) = model.loss(inputs, labels, None, true)?;
+        let (loss, _) = match &lengths {
+            None => model.loss(inputs, labels, None, true)?,
+            Some(l) => model.loss_with_lengths(inputs, labels, l, None, true)?,
+        };
         let grads = loss.backward()?;
         optimizer.step(&grads, cfg.lr)?;
         // GPU work is asynchronous: the iteration ends when the device is done.
@@ -291,12 +327,14 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let loss = last_loss.map(|l| l.to_dtype(DType::F64)?.to_scalar::<f64>()).transpose()?;
 
     // The trained parameters as plain tensors: no variable, so no autodiff graph.
-    let inference = model.detached()?;
-    let inference = for_inference(inference, cfg.precision, cfg.batch, cfg.steps)?;
+    let inference = match lengths {
+        None => Inference::Predictor(for_inference(model.detached()?, cfg.precision, cfg.batch, cfg.steps)?),
+        Some(l) => Inference::Packed(Box::new(model.detached()?), l),
+    };
     let mut infer_s = Vec::with_capacity(cfg.iters);
     for (i, (inputs, _)) in batches.iter().enumerate() {
         let start = Instant::now();
-        let (logits, _) = inference.logits(inputs, None)?;
+        let logits = inference.logits(inputs)?;
         device.synchronize()?;
         drop(logits);
         let elapsed = start.elapsed().as_secs_f64();
@@ -311,6 +349,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let infer_med = median(&mut infer_s);
     Ok(BenchReport {
         config: cfg.clone(),
+        tokens_per_iter: cfg.tokens_per_iter(),
         train_tokens_per_s: train_med.map(|t| tokens / t),
         infer_tokens_per_s: tokens / infer_med,
         threads: candle_core::utils::get_num_threads(),
@@ -320,6 +359,23 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         infer_gflops_per_s: fpt * tokens / infer_med / 1e9,
         loss,
     })
+}
+
+/// What the inference phase runs: the model `seqlm generate` and `eval` would run at this batch,
+/// steps and precision, or, with variable lengths, the model itself on the valid tokens.
+enum Inference {
+    Predictor(Box<dyn Predictor>),
+    Packed(Box<LanguageModel>, Vec<usize>),
+}
+
+impl Inference {
+    /// The logits of `inputs` from a zero state: (T*B, V), or (sum of the lengths, V).
+    fn logits(&self, inputs: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Inference::Predictor(p) => p.logits(inputs, None)?.0,
+            Inference::Packed(model, lengths) => model.forward_with_lengths(inputs, lengths, None, false)?.0,
+        })
+    }
 }
 
 /// `warmup + iters` batches: inputs (B, T) and time-major labels (T*B,), from rows of T+1

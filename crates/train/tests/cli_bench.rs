@@ -1,6 +1,7 @@
 //! `seqlm bench` as a user runs it, on tiny configurations: every architecture prints one JSON
 //! line whose fields are present and positive (no timing assertion: the figures are not checked),
-//! the readable line, and clear errors on bad options.
+//! the readable line, random lengths (tokens per iteration = the sum of the drawn lengths), and
+//! clear errors on bad options.
 
 use std::process::{Command, Output};
 
@@ -98,6 +99,43 @@ fn composed_path_runs_the_same_contract() {
 }
 
 #[test]
+fn random_lengths_count_only_the_valid_tokens() {
+    // TINY: B = 3, T = 4, seed 5.
+    let lengths = seqmodels_train::bench_lengths::random_lengths(3, 4, 5);
+    let expected: usize = lengths.iter().sum();
+    assert!((3..=12).contains(&expected), "B*ceil(T/4) <= {expected} <= B*T ({lengths:?})");
+    for extra in [&["--embed", "5"][..], &["--embed", "0", "--arch", "gru", "--impl", "composed"]] {
+        let mut args = vec!["--lengths", "random"];
+        args.extend(extra);
+        let report = bench_json(&args);
+        assert_eq!(report["lengths"], "random", "{report}");
+        assert_eq!(report["tokens_per_iter"].as_u64(), Some(expected as u64), "{report}");
+        let tokens = expected as f64;
+        for phase in ["train", "infer"] {
+            let per_iter = positive(&report, &format!("{phase}_tokens_per_s"))
+                * positive(&report, &format!("{phase}_ms_median"))
+                / 1e3;
+            assert!(
+                (per_iter - tokens).abs() < 1e-6 * tokens,
+                "{phase}: {per_iter} tokens per iteration, expected {tokens}"
+            );
+        }
+        positive(&report, "loss");
+    }
+    let full = bench_json(&["--embed", "5"]);
+    assert_eq!(full["lengths"], "full", "{full}");
+    assert_eq!(full["tokens_per_iter"], 12, "{full}");
+
+    let mut args = vec!["bench"];
+    args.extend(TINY);
+    args.extend(["--lengths", "random"]);
+    let out = seqlm(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    assert!(line.contains(&format!("random lengths, {expected} tokens/iter")), "{line}");
+}
+
+#[test]
 fn bad_options_fail_with_a_message() {
     for (args, needle) in [
         (vec!["bench", "--iters", "0"], "iters"),
@@ -105,6 +143,8 @@ fn bad_options_fail_with_a_message() {
         (vec!["bench", "--lr=-1"], "lr"),
         (vec!["bench", "--arch", "transformer"], "transformer"),
         (vec!["bench", "--threads", "0"], "threads"),
+        (vec!["bench", "--lengths", "foo"], "foo"),
+        (vec!["bench", "--lengths", "random", "--precision", "int8", "--iters", "1"], "lengths"),
     ] {
         let out = seqlm(&args);
         assert!(!out.status.success(), "seqlm {args:?} should fail");

@@ -373,6 +373,8 @@ fn bench_cases() -> Vec<Case> {
         b(&["--arch", "transformer"], USAGE, &["transformer"]),
         b(&["--device", "tpu"], USAGE, &["tpu"]),
         b(&["--layers", "-2"], USAGE, &["-2", "--layers"]),
+        b(&["--lengths", "foo"], USAGE, &["'foo'", "--lengths"]),
+        b(&["--lengths", "random", "--precision", "bf16"], USAGE, &["invalid lengths", "random"]),
     ]
 }
 

@@ -5,6 +5,7 @@ use anyhow::Context;
 use seqmodels::quantized::Precision;
 use seqmodels::{CellKind, Implementation};
 
+use crate::bench_lengths::LengthsMode;
 use crate::device::DeviceChoice;
 use crate::throughput::{run_bench, BenchConfig};
 
@@ -14,13 +15,21 @@ Model: embedding (V, E) -> L recurrent layers (hidden H) -> linear decoder (H ->
 f32 on --device (default the CPU), PyTorch's default initialisation seeded with --seed, zero initial state.
 Tokens: warmup + iters random batches drawn before timing (rows of T+1 uniform tokens; inputs the \
 first T, labels the last T).
+Lengths: --lengths full (every sequence T steps) or random: each of the B sequences gets a length \
+lo + splitmix64() % (T - lo + 1), lo = ceil(T/4), from a SplitMix64 seeded with --seed, sorted in decreasing \
+order; one draw serves every iteration. The recurrent layers stop each sequence at its length and the \
+decoder and the cross-entropy run on the valid tokens only (as PyTorch's pack_padded_sequence). \
+scripts/bench_torch.py draws the same lengths.
 Training: --warmup untimed, then --iters timed iterations of forward, loss, backward and SGD step \
 (fresh gradients every iteration, as zero_grad(set_to_none=True)).
 Inference: the trained parameters without autodiff graph (as torch.no_grad()), in --precision, run as seqlm \
 generate and eval would run them at this batch and number of steps (the streaming inference model in bf16 and \
 int8, and in f32 for small batches of large models; else the fused kernels), --warmup untimed, then --iters timed \
-forwards to the logits.
-Tokens/s = batch * steps / median iteration time. GFLOP/s are nominal: per token \
+forwards to the logits. With --lengths random, f32 inference runs the language model itself at every batch \
+size (the fused kernels on the CPU, or --impl), to the logits of the valid tokens, and --precision bf16 or int8 is refused (the streaming inference model has no \
+per-sequence lengths).
+Tokens/s = tokens per iteration (batch * steps, or the sum of the lengths; tokens_per_iter in the JSON) / median \
+iteration time. GFLOP/s are nominal: per token \
 sum_l 2*G*H*(I_l + H) + 2*H*V (G = 4 LSTM, 3 GRU, 1 RNN; I_0 = E, or V when E = 0; I_l = H above), \
 training counted 3x.
 scripts/bench_torch.py takes the same options for PyTorch; scripts/bench_compare.sh runs both.";
@@ -73,6 +82,9 @@ pub struct BenchArgs {
     /// model converted as `seqlm quantize` does); training is always f32.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
+    /// Sequence lengths: full (all T steps) or random (drawn from --seed; see below).
+    #[arg(long, value_enum, default_value_t = LengthsMode::Full)]
+    pub lengths: LengthsMode,
     /// Leave the training phase out (its figures are null); inference runs on the initial weights.
     #[arg(long)]
     pub skip_training: bool,
@@ -82,8 +94,8 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     /// Print one JSON line ({"arch", "impl", "device", "train_tokens_per_s", "infer_tokens_per_s", "threads",
     /// "train_ms_median", "infer_ms_median", "train_gflops_per_s", "infer_gflops_per_s", "loss", "precision",
-    /// "skip_training" and the configuration; the training figures and "loss" are null with
-    /// --skip-training}) instead of a readable line.
+    /// "skip_training", "lengths", "tokens_per_iter" and the configuration; the training figures and
+    /// "loss" are null with --skip-training}) instead of a readable line.
     #[arg(long)]
     pub json: bool,
 }
@@ -107,6 +119,7 @@ impl BenchArgs {
             device: self.device,
             precision: self.precision,
             skip_training: self.skip_training,
+            lengths: self.lengths,
         }
     }
 }
