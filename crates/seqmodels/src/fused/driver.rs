@@ -115,13 +115,15 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
             // SAFETY: nobody writes the h_prev half of hbuf during this step: it was written
             // before the last barrier and is written again only after the next one.
             let h_prev_all = unsafe { hs.read(prev_at, m * ho) };
+            // Rows from `active` on have ended: their products are not computed (nor read).
+            let active = seq.active_rows(t);
             if s == 0 && zero_start {
                 gh.fill(zero); // h0 = 0: the recurrent product of the first step is zero.
             } else {
-                engine.product(&packed, m, h_prev_all, &mut gh);
+                engine.product(&packed, active, &h_prev_all[..active * ho], &mut gh);
             }
             if let Some(packed_ih) = &packed_ih {
-                engine.product(packed_ih, m, &input.x[t * m * i..(t + 1) * m * i], &mut gx);
+                engine.product(packed_ih, active, &input.x[t * m * i..(t * m + active) * i], &mut gx);
             }
             for n in 0..m {
                 let at = (t * m + n) * h + u0;
@@ -412,13 +414,18 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
             // SAFETY: after the barrier every thread's gate gradients of step t are written
             // (m rows of g), and nobody writes them again.
             let dgates = unsafe { dgh_t.read(t * m * g, m * g) };
-            engine.product(&packed, m, dgates, &mut prod);
-            for ((dh, prod), direct) in dh.chunks_exact_mut(no).zip(prod.chunks_exact(ldc)).zip(direct.chunks_exact(no))
+            // Rows from `active` on have ended: their gate gradients are zero, dh is `direct`.
+            let active = seq.active_rows(t);
+            engine.product(&packed, active, &dgates[..active * g], &mut prod);
+            let (dh_active, dh_ended) = dh.split_at_mut(active * no);
+            for ((dh, prod), direct) in
+                dh_active.chunks_exact_mut(no).zip(prod.chunks_exact(ldc)).zip(direct.chunks_exact(no))
             {
                 for ((dh, &prod), &direct) in dh.iter_mut().zip(prod).zip(direct) {
                     *dh = prod + direct;
                 }
             }
+            dh_ended.copy_from_slice(&direct[active * no..]);
         }
         // SAFETY (the writes below): columns u0..u1 of each gate (o0..o1 of h) of each row are
         // this thread's, in buffers that were initialised when allocated.

@@ -213,6 +213,16 @@ impl Sequence<'_> {
         self.lengths.is_none_or(|l| t < l[n])
     }
 
+    /// How many rows from the first hold every row within its length at time t (the last such
+    /// row + 1): the per-step products skip the rest, which have ended (all of them past the
+    /// shortest sequences when the lengths are sorted in decreasing order, as packing needs).
+    pub fn active_rows(&self, t: usize) -> usize {
+        match self.lengths {
+            None => self.dims.batch,
+            Some(l) => l.iter().rposition(|&len| t < len).map_or(0, |last| last + 1),
+        }
+    }
+
     /// Time indices in processing order.
     pub fn order(&self) -> Vec<usize> {
         let t = self.dims.seq_len;
