@@ -62,7 +62,7 @@ impl FusedRecurrence {
     /// AVX-512F or AVX2 + FMA, no projection; `SEQMODELS_SIMD=none` turns it off, see
     /// [`crate::simd`]).
     fn vectorised(&self) -> Option<crate::simd::Simd> {
-        crate::simd::Simd::detect().filter(|_| cfg!(target_arch = "x86_64") && !self.dims.proj)
+        crate::simd::Simd::detect().filter(|_| !self.dims.proj)
     }
 
     fn generic(&self) -> Generic {
