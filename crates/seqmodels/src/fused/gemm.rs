@@ -1,45 +1,52 @@
-//! A safe row-major wrapper over the `gemm` crate (the matrix multiply candle itself uses).
+//! The large products of the crate (input projection, decoder, dx, weight gradients): row-major
+//! wrappers over the `gemm` crate (the matrix multiply candle itself uses), split between
+//! candle's pool threads.
 
 use gemm::Parallelism;
 
 /// How a row-major operand is stored: as the matrix itself or as its transpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stored {
+pub enum Stored {
+    /// The matrix itself.
     AsIs,
+    /// Its transpose (a k x m lhs, an n x k rhs).
     Transposed,
 }
 
 /// An operand of a product: its elements (dense, row-major) and how they are stored.
-pub(crate) type Operand<'a, T> = (&'a [T], Stored);
+pub type Operand<'a, T> = (&'a [T], Stored);
 
 /// The matrix itself as an operand.
-pub(crate) fn as_is<T>(m: &[T]) -> Operand<'_, T> {
+pub fn as_is<T>(m: &[T]) -> Operand<'_, T> {
     (m, Stored::AsIs)
 }
 
 /// The transpose of the stored matrix as an operand.
-pub(crate) fn transposed<T>(m: &[T]) -> Operand<'_, T> {
+pub fn transposed<T>(m: &[T]) -> Operand<'_, T> {
     (m, Stored::Transposed)
 }
 
 /// What a product adds to: zeros, what `dst` holds, or a bias row repeated down every row of
 /// `dst` (filled by each thread just before its part of the product, while it is in cache).
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Init<'a, T> {
+pub enum Init<'a, T> {
+    /// dst = lhs * rhs.
     Zero,
+    /// dst += lhs * rhs.
     Accumulate,
+    /// dst = bias (n values, in every row) + lhs * rhs.
     BiasRows(&'a [T]),
 }
 
 /// The element types of the products (f32, f64).
-pub(crate) trait Element: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One {}
+pub trait Element: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One {}
 impl<T: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One> Element for T {}
 
 /// dst (m x n) = init + lhs (m x k) * rhs (k x n), every matrix row-major and dense.
 /// `lhs`/`rhs` may be stored transposed ((k x m) / (n x k)); see [`Init`] for `init`.
 /// With `threads > 1`, the rows of `dst` (or its columns, when it has few rows) are split between
 /// candle's pool threads (see [`split`]); the `gemm` crate's own threading (rayon) is not used.
-pub(crate) fn matmul<T: Element>(
+pub fn matmul<T: Element>(
     dims: (usize, usize, usize),
     dst: &mut [T],
     init: Init<'_, T>,
@@ -54,7 +61,7 @@ pub(crate) fn matmul<T: Element>(
 
 /// A new m x n matrix `init + lhs * rhs` ([`matmul`] into a fresh buffer, which is written once
 /// instead of zero-filled first). `init` is [`Init::Zero`] or [`Init::BiasRows`].
-pub(crate) fn product<T: Element>(
+pub fn product<T: Element>(
     (m, n, k): (usize, usize, usize),
     init: Init<'_, T>,
     lhs: Operand<T>,
@@ -224,14 +231,24 @@ unsafe impl<T> Sync for SendPtr<T> {}
 #[cfg(test)]
 mod tests {
     use super::{matmul, Init, Stored};
+    use num_traits::AsPrimitive;
 
     /// Every storage combination, split by rows (tall dst) and by columns (one-row dst), starting
-    /// from zero, from dst and from a bias row, against a plain triple loop.
+    /// from zero, from dst and from a bias row, against a plain triple loop, in f32 and f64.
+    /// The values are small integers, so every sum is exact in both.
     #[test]
     fn split_products_match_a_plain_loop() {
-        let value = |i: usize| ((i * 7919) % 13) as f64 - 6.0;
+        split_products_match::<f32>();
+        split_products_match::<f64>();
+    }
+
+    fn split_products_match<T: super::Element + std::fmt::Debug + PartialEq + std::iter::Sum + std::ops::Add<Output = T> + std::ops::Mul<Output = T>>()
+    where
+        f64: AsPrimitive<T>,
+    {
+        let value = |i: usize| (((i * 7919) % 13) as f64 - 6.0).as_();
         for (m, n, k) in [(100, 50, 40), (1, 300, 500), (3, 2, 1), (40, 3, 0), (3000, 200, 2), (2, 3000, 70)] {
-            let (a, b): (Vec<f64>, Vec<f64>) =
+            let (a, b): (Vec<T>, Vec<T>) =
                 ((0..m * k).map(value).collect(), (0..k * n).map(|i| value(i + 5)).collect());
             for (sa, sb) in [
                 (Stored::AsIs, Stored::AsIs),
@@ -241,18 +258,18 @@ mod tests {
             ] {
                 let at = |i: usize, kk: usize| if sa == Stored::AsIs { a[i * k + kk] } else { a[kk * m + i] };
                 let bt = |kk: usize, j: usize| if sb == Stored::AsIs { b[kk * n + j] } else { b[j * k + kk] };
-                let bias: Vec<f64> = (0..n).map(|j| value(j + 3)).collect();
+                let bias: Vec<T> = (0..n).map(|j| value(j + 3)).collect();
                 for init in [Init::Zero, Init::Accumulate, Init::BiasRows(&bias)] {
-                    let mut dst: Vec<f64> = (0..m * n).map(|i| value(i + 11)).collect();
-                    let expected: Vec<f64> = (0..m * n)
+                    let mut dst: Vec<T> = (0..m * n).map(|i| value(i + 11)).collect();
+                    let expected: Vec<T> = (0..m * n)
                         .map(|ij| {
                             let (i, j) = (ij / n, ij % n);
                             let start = match init {
-                                Init::Zero => 0.0,
+                                Init::Zero => T::zero(),
                                 Init::Accumulate => dst[ij],
                                 Init::BiasRows(b) => b[j],
                             };
-                            (0..k).map(|kk| at(i, kk) * bt(kk, j)).sum::<f64>() + start
+                            (0..k).map(|kk| at(i, kk) * bt(kk, j)).sum::<T>() + start
                         })
                         .collect();
                     matmul((m, n, k), &mut dst, init, (&a, sa), (&b, sb), 2);

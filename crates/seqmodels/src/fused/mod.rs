@@ -16,7 +16,7 @@ mod cuda;
 mod driver;
 mod engine;
 mod fast_math;
-pub(crate) mod gemm;
+pub mod gemm;
 mod gru;
 mod lstm;
 #[cfg(target_arch = "x86_64")]
