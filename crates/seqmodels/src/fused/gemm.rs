@@ -113,6 +113,11 @@ unsafe fn product_into<T: Element>(
     // columns: each thread packs all of the other operand, so the larger one is split (the
     // decoder's 10,000 x 200 weights, not its 400 x 200 input).
     let by_rows = m >= n;
+    // A wide dst with few rows times weights stored transposed (the decoder of a short
+    // sequence, the input projection of a short batch) runs as its transpose, whose many rows
+    // the `gemm` crate vectorises along: several times faster there (scripts/gemm_compare.py),
+    // slower from a few hundred rows on, where transposing the result costs more.
+    let transpose_dst = !by_rows && m <= TRANSPOSE_MAX_ROWS && rhs_stored == Stored::Transposed;
     let chunks = split(if by_rows { m } else { n }, m * n * k, threads);
     let per = if by_rows { m } else { n }.div_ceil(chunks);
     let dst = SendPtr(dst);
@@ -144,24 +149,24 @@ unsafe fn product_into<T: Element>(
             }
             return;
         }
-        // SAFETY: the assert above guarantees that every index the strides reach lies inside the
-        // slices; each chunk writes only its own rows (or columns) of `dst`, which is borrowed
-        // mutably (so it aliases neither operand).
-        unsafe {
+        // SAFETY (both calls): the assert above guarantees that every index the strides reach
+        // lies inside the slices; each chunk writes only its own rows (or columns) of `dst`,
+        // which is borrowed mutably (so it aliases neither operand).
+        let gemm = |(rows, cols): (usize, usize), dst: *mut T, dst_rs: usize, accumulate: bool, l: (&[T], usize, usize, usize), r: (&[T], usize, usize, usize)| unsafe {
             gemm::gemm(
                 rows,
                 cols,
                 k,
-                dst.offset(dst_at),
+                dst,
                 1,
-                n as isize,
+                dst_rs as isize,
                 accumulate,
-                lhs.as_ptr().add(lhs_at),
-                lhs_cs as isize,
-                lhs_rs as isize,
-                rhs.as_ptr().add(rhs_at),
-                rhs_cs as isize,
-                rhs_rs as isize,
+                l.0.as_ptr().add(l.1),
+                l.2 as isize,
+                l.3 as isize,
+                r.0.as_ptr().add(r.1),
+                r.2 as isize,
+                r.3 as isize,
                 T::one(),
                 T::one(),
                 false,
@@ -169,6 +174,21 @@ unsafe fn product_into<T: Element>(
                 false,
                 Parallelism::None,
             )
+        };
+        if !transpose_dst {
+            return gemm((rows, cols), dst.offset(dst_at), n, accumulate, (lhs, lhs_at, lhs_cs, lhs_rs), (rhs, rhs_at, rhs_cs, rhs_rs));
+        }
+        // dst^T = op(rhs)^T op(lhs)^T, into a buffer added to dst afterwards (see `transpose_dst`).
+        let mut tmp = vec![T::zero(); cols * rows];
+        gemm((cols, rows), tmp.as_mut_ptr(), rows, false, (rhs, rhs_at, rhs_rs, rhs_cs), (lhs, lhs_at, lhs_rs, lhs_cs));
+        for i in 0..rows {
+            for (j, v) in tmp.iter().skip(i).step_by(rows).enumerate() {
+                // SAFETY: this chunk's own part of dst (see above).
+                unsafe {
+                    let d = row_start(i).add(j);
+                    *d = if accumulate { *d + *v } else { *v };
+                }
+            }
         }
     };
     let total = if by_rows { m } else { n };
@@ -194,6 +214,9 @@ unsafe fn product_into<T: Element>(
         });
     }
 }
+
+/// The most rows of a product that runs as its transpose (see `transpose_dst` in [`matmul`]).
+const TRANSPOSE_MAX_ROWS: usize = 64;
 
 /// Elements of dst per part of a product that starts from bias rows (1 MiB of f32).
 const BIAS_PART: usize = 1 << 18;

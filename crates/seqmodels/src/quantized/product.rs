@@ -3,7 +3,8 @@
 //! `x` rounded to 16-bit integers (one scale per row of `x`, relative error at most 2^-16 of the
 //! row's largest value) with integer multiply-adds, in blocks summed in f32; the weight row's
 //! and the `x` row's scales multiply the sum. From 128 rows of `x` on (`DEQUANTIZE_MIN_BATCH`), the
-//! weights are widened to f32 instead and the product is an f32 GEMM.
+//! weights are widened to f32 instead and the product is an f32 GEMM; f32 weights run as a GEMM
+//! from 8 rows on (`F32_GEMM_MIN_BATCH`).
 //!
 //! The kernel is a blocked dot product: a weight row is converted once per chunk of lanes and
 //! multiplied with up to four rows of `x` while it sits in registers, so that at batch 1 the
@@ -34,14 +35,15 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
     if m == 0 || rows == 0 {
         return Ok(());
     }
+    let threads = crate::fused::num_threads();
+    if let (Values::F32(v), true) = (w.values(), m >= F32_GEMM_MIN_BATCH) {
+        // f32 weights need no widening: the GEMM runs them from a few rows of x on.
+        matmul((m, rows, k), out, Init::Zero, as_is(x), transposed(v), threads);
+        return Ok(());
+    }
     if m >= DEQUANTIZE_MIN_BATCH {
         // Many rows of x: the arithmetic dominates, and the f32 GEMM does it best; widening the
         // weights once costs a small fraction of it.
-        let threads = crate::fused::num_threads();
-        if let Values::F32(v) = w.values() {
-            matmul((m, rows, k), out, Init::Zero, as_is(x), transposed(v), threads);
-            return Ok(());
-        }
         let mut wide = vec![0f32; rows * k];
         crate::pool::map_parts_mut(&mut wide, k, 64, |items, part| w.dequantize_rows_into(items, part));
         matmul((m, rows, k), out, Init::Zero, as_is(x), transposed(&wide), threads);
@@ -88,6 +90,11 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
 /// From this many rows of `x` on (the input side of a whole sequence, the decoder), the weights
 /// are widened to f32 once and the product runs as an f32 GEMM.
 const DEQUANTIZE_MIN_BATCH: usize = 128;
+
+/// From this many rows of `x` on, a product with f32 weights runs as an f32 GEMM: the row
+/// kernels below read each weight once per four rows of `x`, the GEMM's packed panels serve
+/// every row.
+const F32_GEMM_MIN_BATCH: usize = 8;
 
 /// From this many rows of `x` on, the work is split by rows of `x`: every thread then reads all
 /// the weights, but each converted chunk serves enough rows to pay for it.
