@@ -40,7 +40,7 @@ fn main() {
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         println!(
-            "{{\"shape\": \"{name}\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"gflops\": {:.1}, \"threads\": {threads}}}",
+            "{{\"shape\": \"{name}\", \"m\": {m}, \"k\": {k}, \"n\": {n}, \"lhs_transposed\": {lhs_t}, \"rhs_transposed\": {rhs_t}, \"gflops\": {:.1}, \"threads\": {threads}}}",
             2.0 * (m * n * k) as f64 / median / 1e9
         );
     }
