@@ -18,7 +18,7 @@
 use super::engine::Engine;
 use super::gemm::{as_is, matmul, product, transposed, Init};
 use super::real::Real;
-use super::row::{GateRow, RowOut};
+use super::row::{GateRow, GradRow, RowOut};
 use super::sequence::{gates_mut, Biases, Forward, Grads, InputSide, Saved, Sequence};
 use super::threads::{on_threads, Shared, SpinBarrier, Unfilled};
 use crate::config::CellKind;
@@ -273,6 +273,15 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
     (result, saved)
 }
 
+/// `v[range]` where a cell kind uses it, else empty.
+fn units<T>(v: &[T], range: std::ops::Range<usize>, used: bool) -> &[T] {
+    if used {
+        &v[range]
+    } else {
+        &[]
+    }
+}
+
 /// Backpropagation through time from the gradient of the result (output, h_n, c_n).
 pub(crate) fn backward<T: Real, E: Engine<T>>(
     engine: E,
@@ -371,30 +380,35 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                     let start = (t * m + n) * act_w + q.min(q_n - 1) * h + u0;
                     &saved.act[start..start + nu]
                 });
-                match d.kind {
-                    CellKind::Lstm => {
-                        let c_row = &mut dc[n * nu..(n + 1) * nu];
-                        // SAFETY: this thread's columns of row (t, n) (the loop's note above).
-                        let dpre = unsafe { dgi_s.fresh_gates::<4>(row, h, nu) };
-                        let (c_prev, tanh_c) = (&saved.c_prev[at..at + nu], &saved.tanh_c[at..at + nu]);
-                        engine.lstm_backward(dh_row, c_row, act, c_prev, tanh_c, dpre);
-                    }
+                let (lstm, gru) = (d.kind == CellKind::Lstm, d.kind == CellKind::Gru);
+                // SAFETY (the two `fresh_gates`): this thread's columns of row (t, n) (the
+                // loop's note above); a kind's unused gates are empty.
+                let dgates = match d.kind {
+                    CellKind::Lstm => unsafe { dgi_s.fresh_gates::<4>(row, h, nu) },
                     CellKind::Gru => {
-                        // SAFETY: this thread's columns of row (t, n) (the loop's note above).
-                        let dgi_row = unsafe { dgi_s.fresh_gates::<3>(row, h, nu) };
-                        // SAFETY: this thread's columns of row (t, n) (the loop's note above).
-                        let dgh_row = unsafe { dgh_s.fresh_gates::<3>(row, h, nu) };
-                        let act3 = [act[0], act[1], act[2]];
-                        let (ghn, h_prev) = (&saved.ghn[at..at + nu], &saved.h_prev[at..at + nu]);
-                        let direct_row = &mut direct[n * no..(n + 1) * no];
-                        engine.gru_backward(dh_row, act3, ghn, h_prev, dgi_row, dgh_row, direct_row);
+                        let [r, z, n_] = unsafe { dgi_s.fresh_gates::<3>(row, h, nu) };
+                        [r, z, n_, &mut []]
                     }
-                    CellKind::RnnTanh | CellKind::RnnRelu => {
-                        // SAFETY: this thread's columns of row (t, n) (the loop's note above).
-                        let dpre = unsafe { dgi_s.fresh(row, nu) };
-                        engine.rnn_backward(d.kind == CellKind::RnnRelu, dh_row, act[0], dpre);
-                    }
-                }
+                    CellKind::RnnTanh | CellKind::RnnRelu => [unsafe { dgi_s.fresh(row, nu) }, &mut [], &mut [], &mut []],
+                };
+                let dgh = match gru {
+                    // SAFETY: this thread's columns of row (t, n) (the loop's note above).
+                    true => unsafe { dgh_s.fresh_gates::<3>(row, h, nu) },
+                    false => [&mut [][..], &mut [], &mut []],
+                };
+                engine.gate_grads(GradRow {
+                    kind: d.kind,
+                    dh: dh_row,
+                    dc: if lstm { &mut dc[n * nu..(n + 1) * nu] } else { &mut [] },
+                    act,
+                    c_prev: units(&saved.c_prev, at..at + nu, lstm),
+                    tanh_c: units(&saved.tanh_c, at..at + nu, lstm),
+                    ghn: units(&saved.ghn, at..at + nu, gru),
+                    h_prev: units(&saved.h_prev, at..at + nu, gru),
+                    dgates,
+                    dgh,
+                    direct: if gru { &mut direct[n * no..(n + 1) * no] } else { &mut [] },
+                });
                 // The gate gradients just written by this thread.
                 let written = |buf: Shared<T>| -> [&[T]; 4] {
                     // SAFETY: written by this thread just above; nobody writes them until the barrier.

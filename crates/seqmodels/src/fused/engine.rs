@@ -11,8 +11,7 @@
 
 use super::gemm::{as_is, matmul, transposed, Init};
 use super::real::{Exact, Real};
-use super::row::{forward_gates, GateRow};
-use super::{gru, lstm, rnn};
+use super::row::{backward_gates, forward_gates, GateRow, GradRow};
 
 /// The per-step products and row passes of one driver run.
 pub(crate) trait Engine<T: Real>: Copy + Send + Sync {
@@ -42,24 +41,8 @@ pub(crate) trait Engine<T: Real>: Copy + Send + Sync {
     /// The fused forward pass of one row (see [`GateRow`]).
     fn gate_pass(self, row: GateRow<T>);
 
-    /// [`lstm::backward_row`].
-    fn lstm_backward(self, dhh: &[T], dc: &mut [T], act: [&[T]; 4], c_prev: &[T], tanh_c: &[T], dpre: [&mut [T]; 4]);
-
-    /// [`gru::backward_row`].
-    #[allow(clippy::too_many_arguments)]
-    fn gru_backward(
-        self,
-        dh: &[T],
-        act: [&[T]; 3],
-        ghn: &[T],
-        h_prev: &[T],
-        dgi: [&mut [T]; 3],
-        dgh: [&mut [T]; 3],
-        direct: &mut [T],
-    );
-
-    /// [`rnn::backward_row`].
-    fn rnn_backward(self, relu: bool, dh: &[T], h_next: &[T], dpre: &mut [T]);
+    /// The gate gradients of one row (see [`GradRow`]).
+    fn gate_grads(self, row: GradRow<T>);
 
     /// `sums[q * nu + j] += gates[q][j]`: a thread's column sums of one row's gate gradients.
     fn add_gates(self, sums: &mut [T], gates: &[&[T]]);
@@ -119,25 +102,8 @@ impl<T: Real> Engine<T> for Generic {
         forward_gates::<T, Exact>(row)
     }
 
-    fn lstm_backward(self, dhh: &[T], dc: &mut [T], act: [&[T]; 4], c_prev: &[T], tanh_c: &[T], dpre: [&mut [T]; 4]) {
-        lstm::backward_row(dhh, dc, act, c_prev, tanh_c, dpre);
-    }
-
-    fn gru_backward(
-        self,
-        dh: &[T],
-        act: [&[T]; 3],
-        ghn: &[T],
-        h_prev: &[T],
-        dgi: [&mut [T]; 3],
-        dgh: [&mut [T]; 3],
-        direct: &mut [T],
-    ) {
-        gru::backward_row(dh, act, ghn, h_prev, dgi, dgh, direct);
-    }
-
-    fn rnn_backward(self, relu: bool, dh: &[T], h_next: &[T], dpre: &mut [T]) {
-        rnn::backward_row(relu, dh, h_next, dpre);
+    fn gate_grads(self, row: GradRow<T>) {
+        backward_gates(row)
     }
 
     fn add_gates(self, sums: &mut [T], gates: &[&[T]]) {
@@ -158,9 +124,8 @@ pub(crate) use vectorised::Vectorised;
 #[cfg(target_arch = "x86_64")]
 mod vectorised {
     use super::super::panel::Packed;
-    use super::super::row::{gate_pass, GateRow};
+    use super::super::row::{gate_grads, gate_pass, GateRow, GradRow};
     use super::super::threads::unit_ranges;
-    use super::super::{gru, lstm, rnn};
     use super::Engine;
     use crate::simd::{simd_variants, Simd};
 
@@ -214,33 +179,8 @@ mod vectorised {
             gate_pass(Some(self.simd), row);
         }
 
-        fn lstm_backward(
-            self,
-            dhh: &[f32],
-            dc: &mut [f32],
-            act: [&[f32]; 4],
-            c_prev: &[f32],
-            tanh_c: &[f32],
-            dpre: [&mut [f32]; 4],
-        ) {
-            lstm_backward(self.simd, dhh, dc, act, c_prev, tanh_c, dpre);
-        }
-
-        fn gru_backward(
-            self,
-            dh: &[f32],
-            act: [&[f32]; 3],
-            ghn: &[f32],
-            h_prev: &[f32],
-            dgi: [&mut [f32]; 3],
-            dgh: [&mut [f32]; 3],
-            direct: &mut [f32],
-        ) {
-            gru_backward(self.simd, dh, act, ghn, h_prev, dgi, dgh, direct);
-        }
-
-        fn rnn_backward(self, relu: bool, dh: &[f32], h_next: &[f32], dpre: &mut [f32]) {
-            rnn_backward(self.simd, relu, dh, h_next, dpre);
+        fn gate_grads(self, row: GradRow<f32>) {
+            gate_grads(Some(self.simd), row);
         }
 
         fn add_gates(self, sums: &mut [f32], gates: &[&[f32]]) {
@@ -248,45 +188,11 @@ mod vectorised {
         }
     }
 
-    // The row passes of backward compiled for the detected instruction set, so that they
-    // vectorise.
+    // The column sums compiled for the detected instruction set, so that they vectorise.
 
     simd_variants! {
         fn add_gates(sums: &mut [f32], gates: &[&[f32]]) {
             super::add_gates(sums, gates)
-        }
-    }
-
-    simd_variants! {
-        fn lstm_backward(
-            dhh: &[f32],
-            dc: &mut [f32],
-            act: [&[f32]; 4],
-            c_prev: &[f32],
-            tanh_c: &[f32],
-            dpre: [&mut [f32]; 4],
-        ) {
-            lstm::backward_row(dhh, dc, act, c_prev, tanh_c, dpre);
-        }
-    }
-
-    simd_variants! {
-        fn gru_backward(
-            dh: &[f32],
-            act: [&[f32]; 3],
-            ghn: &[f32],
-            h_prev: &[f32],
-            dgi: [&mut [f32]; 3],
-            dgh: [&mut [f32]; 3],
-            direct: &mut [f32],
-        ) {
-            gru::backward_row(dh, act, ghn, h_prev, dgi, dgh, direct);
-        }
-    }
-
-    simd_variants! {
-        fn rnn_backward(relu: bool, dh: &[f32], h_next: &[f32], dpre: &mut [f32]) {
-            rnn::backward_row(relu, dh, h_next, dpre);
         }
     }
 }

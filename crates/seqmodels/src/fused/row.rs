@@ -1,6 +1,7 @@
-//! The fused gate pass of one batch row over a range of hidden units: the recurrence driver
-//! ([`super::driver`]) and the reduced-precision inference layers ([`crate::quantized`]) both
-//! run it, in f32 compiled for the detected instruction set, or generic with exact activations.
+//! The fused gate pass of one batch row over a range of hidden units, and its gradients: the
+//! recurrence driver ([`super::driver`]) runs both, the reduced-precision inference layers
+//! ([`crate::quantized`]) the gate pass; in f32 compiled for the detected instruction set, or
+//! generic with exact activations.
 
 use super::real::{Activation, Fast, Real};
 use super::sequence::Biases;
@@ -93,6 +94,62 @@ pub(crate) fn forward_gates<T: Real, A: Activation<T>>(row: GateRow<T>) {
         CellKind::RnnTanh | CellKind::RnnRelu => {
             let bias = of_units::<1, T>(&biases.sum, h, u0, nu)[0];
             rnn::forward_row::<T, A>(kind == CellKind::RnnRelu, &gh[..nu], &gx[..nu], bias, h_next)
+        }
+    }
+}
+
+/// One row's inputs and outputs of the gate gradients, over the units of `dh`. What a cell kind
+/// does not use is empty.
+pub(crate) struct GradRow<'a, T> {
+    pub kind: CellKind,
+    /// The gradient of h' of those units (LSTM: of o * tanh(c'), before any projection).
+    pub dh: &'a [T],
+    /// The gradient of c' on entry, of c on exit (LSTM).
+    pub dc: &'a mut [T],
+    /// The saved activations: the gates (LSTM four, GRU three), or h' (RNN, the first).
+    pub act: [&'a [T]; 4],
+    /// c before the step and tanh(c') (LSTM).
+    pub c_prev: &'a [T],
+    pub tanh_c: &'a [T],
+    /// The hidden part of n and h before the step (GRU).
+    pub ghn: &'a [T],
+    pub h_prev: &'a [T],
+    /// The gradients of the gates' pre-activations, gate after gate (LSTM four, RNN one); for
+    /// GRU, of their input part (three).
+    pub dgates: [&'a mut [T]; 4],
+    /// The gradients of the hidden part of GRU's gates.
+    pub dgh: [&'a mut [T]; 3],
+    /// The gradient of h that bypasses the gates (GRU: z * dh).
+    pub direct: &'a mut [T],
+}
+
+/// The gate gradients of one row, compiled for `simd`, or portable without one.
+pub(crate) fn gate_grads(simd: Option<Simd>, row: GradRow<f32>) {
+    match simd {
+        Some(s) => gate_grads_simd(s, row),
+        None => backward_gates(row),
+    }
+}
+
+simd_variants! {
+    fn gate_grads_simd<'a>(row: GradRow<'a, f32>) {
+        backward_gates(row)
+    }
+}
+
+/// The gate gradients of one row, for any float type: the cell kind's backward.
+#[inline(always)]
+pub(crate) fn backward_gates<T: Real>(row: GradRow<T>) {
+    let GradRow { kind, dh, dc, act, c_prev, tanh_c, ghn, h_prev, dgates, dgh, direct } = row;
+    match kind {
+        CellKind::Lstm => lstm::backward_row(dh, dc, act, c_prev, tanh_c, dgates),
+        CellKind::Gru => {
+            let [ir, iz, inn, _] = dgates;
+            gru::backward_row(dh, [act[0], act[1], act[2]], ghn, h_prev, [ir, iz, inn], dgh, direct)
+        }
+        CellKind::RnnTanh | CellKind::RnnRelu => {
+            let [dpre, ..] = dgates;
+            rnn::backward_row(kind == CellKind::RnnRelu, dh, act[0], dpre)
         }
     }
 }
