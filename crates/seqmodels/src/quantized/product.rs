@@ -4,7 +4,7 @@
 //! row's largest value) with integer multiply-adds, in blocks summed in f32; the weight row's
 //! and the `x` row's scales multiply the sum. From 128 rows of `x` on (`DEQUANTIZE_MIN_BATCH`), the
 //! weights are widened to f32 instead and the product is an f32 GEMM; f32 weights run as a GEMM
-//! from 8 rows on (`F32_GEMM_MIN_BATCH`).
+//! from 12 rows on (`F32_GEMM_MIN_BATCH`).
 //!
 //! The kernel is a blocked dot product: a weight row is converted once per chunk of lanes and
 //! multiplied with up to four rows of `x` while it sits in registers, so that at batch 1 the
@@ -92,9 +92,9 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
 const DEQUANTIZE_MIN_BATCH: usize = 128;
 
 /// From this many rows of `x` on, a product with f32 weights runs as an f32 GEMM: the row
-/// kernels below read each weight once per four rows of `x`, the GEMM's packed panels serve
-/// every row.
-const F32_GEMM_MIN_BATCH: usize = 8;
+/// kernels below read the weights once per four rows of `x`, the GEMM packs them once per call
+/// for all rows, which pays from about this many (at 8 rows the row kernels are faster).
+const F32_GEMM_MIN_BATCH: usize = 12;
 
 /// From this many rows of `x` on, the work is split by rows of `x`: every thread then reads all
 /// the weights, but each converted chunk serves enough rows to pay for it.
