@@ -389,7 +389,9 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                         let [r, z, n_] = unsafe { dgi_s.fresh_gates::<3>(row, h, nu) };
                         [r, z, n_, &mut []]
                     }
-                    CellKind::RnnTanh | CellKind::RnnRelu => [unsafe { dgi_s.fresh(row, nu) }, &mut [], &mut [], &mut []],
+                    CellKind::RnnTanh | CellKind::RnnRelu => {
+                        [unsafe { dgi_s.fresh(row, nu) }, &mut [], &mut [], &mut []]
+                    }
                 };
                 let dgh = match gru {
                     // SAFETY: this thread's columns of row (t, n) (the loop's note above).

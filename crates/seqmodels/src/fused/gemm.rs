@@ -149,38 +149,20 @@ unsafe fn product_into<T: Element>(
             }
             return;
         }
-        // SAFETY (both calls): the assert above guarantees that every index the strides reach
-        // lies inside the slices; each chunk writes only its own rows (or columns) of `dst`,
-        // which is borrowed mutably (so it aliases neither operand).
-        let gemm = |(rows, cols): (usize, usize), dst: *mut T, dst_rs: usize, accumulate: bool, l: (&[T], usize, usize, usize), r: (&[T], usize, usize, usize)| unsafe {
-            gemm::gemm(
-                rows,
-                cols,
-                k,
-                dst,
-                1,
-                dst_rs as isize,
-                accumulate,
-                l.0.as_ptr().add(l.1),
-                l.2 as isize,
-                l.3 as isize,
-                r.0.as_ptr().add(r.1),
-                r.2 as isize,
-                r.3 as isize,
-                T::one(),
-                T::one(),
-                false,
-                false,
-                false,
-                Parallelism::None,
-            )
-        };
+        let (lhs, rhs) = (
+            View { data: lhs, at: lhs_at, rs: lhs_rs, cs: lhs_cs },
+            View { data: rhs, at: rhs_at, rs: rhs_rs, cs: rhs_cs },
+        );
         if !transpose_dst {
-            return gemm((rows, cols), dst.offset(dst_at), n, accumulate, (lhs, lhs_at, lhs_cs, lhs_rs), (rhs, rhs_at, rhs_cs, rhs_rs));
+            // SAFETY: the assert above puts every index the strides reach inside the slices;
+            // each chunk writes only its own rows (or columns) of `dst`, which is borrowed
+            // mutably (so it aliases neither operand).
+            return unsafe { gemm_crate((rows, cols, k), dst.offset(dst_at), n, accumulate, lhs, rhs) };
         }
         // dst^T = op(rhs)^T op(lhs)^T, into a buffer added to dst afterwards (see `transpose_dst`).
         let mut tmp = vec![T::zero(); cols * rows];
-        gemm((cols, rows), tmp.as_mut_ptr(), rows, false, (rhs, rhs_at, rhs_rs, rhs_cs), (lhs, lhs_at, lhs_rs, lhs_cs));
+        // SAFETY: as above for the operands; `tmp` holds cols rows of `rows` values.
+        unsafe { gemm_crate((cols, rows, k), tmp.as_mut_ptr(), rows, false, rhs.transposed(), lhs.transposed()) };
         for i in 0..rows {
             for (j, v) in tmp.iter().skip(i).step_by(rows).enumerate() {
                 // SAFETY: this chunk's own part of dst (see above).
@@ -215,7 +197,65 @@ unsafe fn product_into<T: Element>(
     }
 }
 
-/// The most rows of a product that runs as its transpose (see `transpose_dst` in [`matmul`]).
+/// A matrix operand of the `gemm` crate: element (row, col) is `data[at + row * rs + col * cs]`.
+#[derive(Clone, Copy)]
+struct View<'a, T> {
+    data: &'a [T],
+    at: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<T> View<'_, T> {
+    /// The same elements read as the transposed matrix.
+    fn transposed(self) -> Self {
+        View { rs: self.cs, cs: self.rs, ..self }
+    }
+}
+
+/// dst (m x n, row stride dst_rs) = (dst +, when `accumulate`) lhs (m x k) * rhs (k x n), one
+/// thread, in the `gemm` crate.
+///
+/// # Safety
+/// `dst` must be valid for writes (and, when `accumulate`, reads) of m rows of n values with row
+/// stride dst_rs that nothing else accesses meanwhile, and every index that the views reach for
+/// these dimensions must lie inside their slices.
+unsafe fn gemm_crate<T: Element>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: View<T>,
+    rhs: View<T>,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.data.as_ptr().add(lhs.at),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr().add(rhs.at),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// The most rows of a product that runs as its transpose (see `transpose_dst` in
+/// [`product_into`]).
 const TRANSPOSE_MAX_ROWS: usize = 64;
 
 /// Elements of dst per part of a product that starts from bias rows (1 MiB of f32).
@@ -265,7 +305,14 @@ mod tests {
         split_products_match::<f64>();
     }
 
-    fn split_products_match<T: super::Element + std::fmt::Debug + PartialEq + std::iter::Sum + std::ops::Add<Output = T> + std::ops::Mul<Output = T>>()
+    fn split_products_match<
+        T: super::Element
+            + std::fmt::Debug
+            + PartialEq
+            + std::iter::Sum
+            + std::ops::Add<Output = T>
+            + std::ops::Mul<Output = T>,
+    >()
     where
         f64: AsPrimitive<T>,
     {
