@@ -160,9 +160,14 @@ unsafe fn product_into<T: Element>(
             return unsafe { gemm_crate((rows, cols, k), dst.offset(dst_at), n, accumulate, lhs, rhs) };
         }
         // dst^T = op(rhs)^T op(lhs)^T, into a buffer added to dst afterwards (see `transpose_dst`).
-        let mut tmp = vec![T::zero(); cols * rows];
-        // SAFETY: as above for the operands; `tmp` holds cols rows of `rows` values.
-        unsafe { gemm_crate((cols, rows, k), tmp.as_mut_ptr(), rows, false, rhs.transposed(), lhs.transposed()) };
+        let mut tmp = Vec::with_capacity(cols * rows);
+        // SAFETY: as above for the operands; `tmp` has room for cols rows of `rows` values, and
+        // the product (not accumulating, k > 0 here) writes every one of them before `set_len`
+        // exposes them.
+        unsafe {
+            gemm_crate((cols, rows, k), tmp.as_mut_ptr(), rows, false, rhs.transposed(), lhs.transposed());
+            tmp.set_len(cols * rows);
+        }
         for i in 0..rows {
             for (j, v) in tmp.iter().skip(i).step_by(rows).enumerate() {
                 // SAFETY: this chunk's own part of dst (see above).
