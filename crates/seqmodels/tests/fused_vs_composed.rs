@@ -30,6 +30,12 @@ fn units_split_between_threads_match() {
     }
 }
 
+/// Rows split between threads instead of units (see the helper).
+#[test]
+fn rows_split_between_threads_match() {
+    common::rows_split_against_the_composed_path();
+}
+
 /// An input wide enough (W_ih over 256 KiB) that the vectorised engine projects it over all
 /// steps at once instead of step by step, with the units split between threads.
 #[test]

@@ -2,33 +2,36 @@
 //! through time, for every cell kind and option, with the products and row passes of an
 //! [`Engine`] (vectorised f32 or generic).
 //!
-//! The hidden units are split between threads ([`Engine::unit_ranges`]; a projection keeps them
-//! in one range). Each thread packs its share of the weights once, and the threads meet at one
-//! barrier per step (see [`super::threads`] for how they share buffers).
+//! Each thread computes a [`Part`] of every step ([`Engine::parts`]): some hidden units of all
+//! batch rows, or all units of some rows (a projection keeps one part). Each thread packs the
+//! weights of its units once. Threads that share rows meet at one barrier per step; threads
+//! that own rows never wait (see [`super::threads`] for how they share buffers).
 //!
-//! Forward, per step and thread: gh[:, my gates] = h_prev W_hh[my gates]^T (all rows of h_prev
-//! are needed, hence the barrier) and the input part of my gates (projected in this step, or read
-//! from one GEMM over all steps), then the fused gate pass of my units, which writes my columns
-//! of h'; with a projection, then h' = hh W_hr^T for the whole batch.
-//! Backward, per step and thread: the gate gradients of my units (they need only my columns of
-//! dh) and their column sums (the bias gradients), a barrier, then
-//! dh[:, my columns] = dgates W_hh[:, my columns] (all gate columns are needed). The weight
-//! gradients are GEMMs over all steps afterwards ([`Sequence::weight_grads`]).
+//! Forward, per step and thread: gh[my rows, my gates] = h_prev[my rows] W_hh[my gates]^T (all
+//! columns of h_prev are needed, hence the barrier when units are split) and the input part of
+//! my gates (projected in this step, or read from one GEMM over all steps), then the fused gate
+//! pass of my units, which writes my part of h'; with a projection, then h' = hh W_hr^T for the
+//! whole batch.
+//! Backward, per step and thread: the gate gradients of my part (they need only my part of dh)
+//! and their column sums (the bias gradients), a barrier when units are split, then
+//! dh[my rows, my columns] = dgates[my rows] W_hh[:, my columns] (all gate columns are needed).
+//! The weight gradients are GEMMs over all steps afterwards ([`Sequence::weight_grads`]).
 
 use super::engine::Engine;
 use super::gemm::{as_is, matmul, product, transposed, Init};
 use super::real::Real;
 use super::row::{GateRow, GradRow, RowOut};
 use super::sequence::{gates_mut, Biases, Forward, Grads, InputSide, Saved, Sequence};
-use super::threads::{on_threads, Shared, SpinBarrier, Unfilled};
+use super::threads::{on_threads, step_barrier, Part, Shared, Unfilled};
 use crate::config::CellKind;
 
-/// The threads' unit ranges: the engine's split, or one range with a projection (h' mixes all
-/// units through W_hr).
-fn ranges<T: Real, E: Engine<T>>(engine: E, seq: &Sequence) -> Vec<(usize, usize)> {
-    match seq.dims.proj {
-        true => vec![(0, seq.dims.hidden)],
-        false => engine.unit_ranges(seq.dims.hidden),
+/// The threads' parts: the engine's split, or one part with a projection (h' mixes all units
+/// through W_hr, for the whole batch at once).
+fn parts<T: Real, E: Engine<T>>(engine: E, seq: &Sequence) -> Vec<Part> {
+    let d = seq.dims;
+    match d.proj {
+        true => vec![Part::whole(d.hidden, d.batch)],
+        false => engine.parts(d.hidden, d.batch, d.gates() * d.h_out * std::mem::size_of::<T>()),
     }
 }
 
@@ -38,6 +41,12 @@ fn out_columns(seq: &Sequence, (u0, u1): (usize, usize)) -> (usize, usize) {
         true => (0, seq.dims.h_out),
         false => (u0, u1),
     }
+}
+
+/// How many of a part's rows `n0..n1` are within their length at a step where the first `active`
+/// rows are.
+fn active_in((n0, n1): (usize, usize), active: usize) -> usize {
+    active.min(n1).saturating_sub(n0)
 }
 
 /// Forward pass over the sequence. `input` is the layer input with W_ih and b_ih, `params` the
@@ -73,8 +82,8 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
         let dims = (d.seq_len * m, g, i);
         product(dims, Init::Zero, as_is(input.x), transposed(input.w_ih), engine.threads())
     });
-    let ranges = ranges(engine, seq);
-    let barrier = SpinBarrier::new(ranges.len());
+    let parts = parts(engine, seq);
+    let barrier = step_barrier(&parts);
     let (out, hs) = (result.shared(), Shared::of(&mut hbuf));
     // The saved buffers' spare capacity, written only through `Shared::fresh`.
     let s_ptrs = saved.as_mut().map(|s| {
@@ -86,8 +95,9 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
     // Width of a row of the saved activations: the gates, or h' itself for RNN.
     let act_w = if q_n == 1 { h } else { g };
 
-    on_threads(&ranges, |(u0, u1)| {
-        let nu = u1 - u0;
+    on_threads(&parts, |part| {
+        let ((u0, u1), (n0, n1)) = (part.units, part.rows);
+        let (nu, mine_n) = (u1 - u0, n1 - n0);
         let (o0, o1) = out_columns(seq, (u0, u1));
         let no = o1 - o0;
         // My gate rows of W_hh and W_ih, transposed: column (q, j) of each packed matrix is row
@@ -96,12 +106,13 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
         let packed = engine.pack(ho, q_n * nu, p.w_hh, 1, mine(ho));
         let packed_ih = per_step.then(|| engine.pack(i, q_n * nu, input.w_ih, 1, mine(i)));
         let ldc = E::padded_cols(&packed);
-        let mut gh = vec![zero; m * ldc];
-        let mut gx = vec![zero; if per_step { m * ldc } else { 0 }];
-        // My columns of c0 (LSTM); other kinds get an unused zero buffer.
+        // The products and c of my rows (local row n - n0).
+        let mut gh = vec![zero; mine_n * ldc];
+        let mut gx = vec![zero; if per_step { mine_n * ldc } else { 0 }];
+        // My part of c0 (LSTM); other kinds get an unused zero buffer.
         let mut c: Vec<T> = match d.kind {
-            CellKind::Lstm => (0..m).flat_map(|n| c0[n * h + u0..n * h + u1].to_vec()).collect(),
-            _ => vec![zero; m * nu],
+            CellKind::Lstm => (n0..n1).flat_map(|n| c0[n * h + u0..n * h + u1].to_vec()).collect(),
+            _ => vec![zero; mine_n * nu],
         };
         // Where a row's activations, tanh(c') and GRU's hidden n part go when nothing is saved.
         let (mut act, mut tanh_c, mut ghn) = (vec![zero; 4 * nu], vec![zero; nu], vec![zero; nu]);
@@ -112,26 +123,28 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
         };
         for (s, &t) in order.iter().enumerate() {
             let (prev_at, next_at) = ((s % 2) * m * ho, ((s + 1) % 2) * m * ho);
-            // SAFETY: nobody writes the h_prev half of hbuf during this step: it was written
-            // before the last barrier and is written again only after the next one.
-            let h_prev_all = unsafe { hs.read(prev_at, m * ho) };
+            // SAFETY: nobody writes my rows of the h_prev half of hbuf during this step: it was
+            // written before the last barrier by the threads that share my rows, or by this
+            // thread alone, and is written again only after the next barrier.
+            let h_prev_mine = unsafe { hs.read(prev_at + n0 * ho, mine_n * ho) };
             // Rows from `active` on have ended: their products are not computed (nor read).
-            let active = seq.active_rows(t);
+            let active = active_in(part.rows, seq.active_rows(t));
             if s == 0 && zero_start {
                 gh.fill(zero); // h0 = 0: the recurrent product of the first step is zero.
             } else {
-                engine.product(&packed, active, &h_prev_all[..active * ho], &mut gh);
+                engine.product(&packed, active, &h_prev_mine[..active * ho], &mut gh);
             }
             if let Some(packed_ih) = &packed_ih {
-                engine.product(packed_ih, active, &input.x[t * m * i..(t * m + active) * i], &mut gx);
+                let x_t = &input.x[(t * m + n0) * i..(t * m + n0 + active) * i];
+                engine.product(packed_ih, active, x_t, &mut gx);
             }
-            for n in 0..m {
-                let at = (t * m + n) * h + u0;
+            for n in n0..n1 {
+                let (at, ln) = ((t * m + n) * h + u0, n - n0);
                 let at_o = (t * m + n) * ho + o0;
-                let h_prev = &h_prev_all[n * ho + o0..n * ho + o1];
+                let h_prev = &h_prev_mine[ln * ho + o0..ln * ho + o1];
                 // SAFETY (every `Shared` access in this loop): the range is this thread's columns
-                // (units u0..u1, or h columns o0..o1) of row (t, n), of one gate where the buffer
-                // has several; other threads touch only their own until the barrier below.
+                // (units u0..u1, or h columns o0..o1) of row (t, n), one of its rows, of one gate
+                // where the buffer has several; other threads touch only their own parts.
                 let h_next = unsafe { hs.write(next_at + n * ho + o0, no) };
                 if !seq.valid(t, n) {
                     h_next.copy_from_slice(h_prev);
@@ -165,7 +178,7 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
                     }
                     continue;
                 }
-                let c_row = &mut c[n * nu..(n + 1) * nu];
+                let c_row = &mut c[ln * nu..(ln + 1) * nu];
                 // Training writes straight into the saved buffers; inference into scratch.
                 let mut row_out = RowOut { act: gates_mut(&mut act), tanh_c: &mut tanh_c, ghn: &mut ghn };
                 // h' of my units: into h, or before projection into hh (saved when training).
@@ -203,7 +216,7 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
                 // all steps), or this step's product of my columns.
                 let (my_gx, gx_stride) = match &gi_all {
                     Some(gi) => (&gi[(t * m + n) * g + u0..(t * m + n + 1) * g], h),
-                    None => (&gx[n * ldc..n * ldc + q_n * nu], nu),
+                    None => (&gx[ln * ldc..ln * ldc + q_n * nu], nu),
                 };
                 let h_out_row = match hh_row {
                     Some(hh_row) => hh_row,
@@ -211,7 +224,7 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
                 };
                 let row = GateRow {
                     kind: d.kind,
-                    gh: &gh[n * ldc..n * ldc + q_n * nu],
+                    gh: &gh[ln * ldc..ln * ldc + q_n * nu],
                     gx: my_gx,
                     gx_stride,
                     biases: &biases,
@@ -243,7 +256,7 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
                 matmul((m, ho, h), &mut projected, Init::Zero, as_is(hh_t), transposed(w_hr), engine.threads());
                 for n in (0..m).filter(|&n| seq.valid(t, n)) {
                     let row = &projected[n * ho..(n + 1) * ho];
-                    // SAFETY: one range owns all columns; row (t, n) of the output and of h'.
+                    // SAFETY: one part owns all rows and columns; row (t, n) of the output and of h'.
                     unsafe { hs.write(next_at + n * ho, ho) }.copy_from_slice(row);
                     unsafe { out.fresh((t * m + n) * ho, ho) }.copy_from_slice(row);
                 }
@@ -252,13 +265,14 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
         }
         let last = (order.len() % 2) * m * ho;
         let end = d.seq_len * m * ho;
-        for n in 0..m {
-            // SAFETY: columns o0..o1 (u0..u1 of c) of each row are this thread's; after the last
-            // barrier nobody writes hbuf, and this thread alone writes these columns of h_n, c_n.
+        for n in n0..n1 {
+            // SAFETY: columns o0..o1 (u0..u1 of c) of my rows are this thread's; after the last
+            // barrier nobody writes them in hbuf, and this thread alone writes them in h_n, c_n.
             let h_n = unsafe { hs.read(last + n * ho + o0, no) };
             unsafe { out.fresh(end + n * ho + o0, no) }.copy_from_slice(h_n);
             if d.kind == CellKind::Lstm {
-                unsafe { out.fresh(end + m * ho + n * h + u0, nu) }.copy_from_slice(&c[n * nu..(n + 1) * nu]);
+                let c_n = &c[(n - n0) * nu..(n - n0 + 1) * nu];
+                unsafe { out.fresh(end + m * ho + n * h + u0, nu) }.copy_from_slice(c_n);
             }
         }
     });
@@ -304,39 +318,42 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
     // The gradient of the projected outputs, for dW_hr.
     let mut dproj = Unfilled::new(if d.proj { tn * ho } else { 0 });
     let mut dstate0 = vec![zero; d.state_len()];
+    let parts = parts(engine, seq);
+    let barrier = step_barrier(&parts);
     // Column sums of the hidden and input parts of the gate gradients (db_hh; db_ih for GRU,
-    // where they differ), each thread summing its columns as it writes them.
-    let (mut sums_h, mut sums_i) = (vec![zero; g], vec![zero; if d.kind == CellKind::Gru { g } else { 0 }]);
-    let ranges = ranges(engine, seq);
-    let barrier = SpinBarrier::new(ranges.len());
+    // where they differ), each thread summing its part as it writes it, into its own G columns.
+    let sums_w = if d.kind == CellKind::Gru { 2 * g } else { g };
+    let mut sums = vec![zero; parts.len() * sums_w];
     let (dgi_s, dgh_s, dproj_s) = (dgi.shared(), dgh_gru.shared(), dproj.shared());
     let ds0 = Shared::of(&mut dstate0);
-    let (sums_h_s, sums_i_s) = (Shared::of(&mut sums_h), Shared::of(&mut sums_i));
+    let sums_s = Shared::of(&mut sums);
     let order = seq.order();
     let act_w = if q_n == 1 { h } else { g };
 
-    on_threads(&ranges, |(u0, u1)| {
-        let nu = u1 - u0;
+    on_threads(&parts, |part| {
+        let ((u0, u1), (n0, n1)) = (part.units, part.rows);
+        let (nu, mine_n) = (u1 - u0, n1 - n0);
         let (o0, o1) = out_columns(seq, (u0, u1));
         let no = o1 - o0;
-        // My columns of W_hh (G x H_out): dh[:, my columns] = dgates W_hh[:, my columns].
+        // My columns of W_hh (G x H_out): dh[my rows, my columns] = dgates[my rows] W_hh[:, my columns].
         let packed = engine.pack(g, no, p.w_hh, ho, |col| o0 + col);
         let ldc = E::padded_cols(&packed);
-        let mut prod = vec![zero; m * ldc];
+        // The buffers below hold my rows (local row n - n0).
+        let mut prod = vec![zero; mine_n * ldc];
         let mine = |v: &[T], width: usize, (a, b): (usize, usize)| -> Vec<T> {
-            (0..m).flat_map(|n| v[n * width + a..n * width + b].to_vec()).collect()
+            (n0..n1).flat_map(|n| v[n * width + a..n * width + b].to_vec()).collect()
         };
         let mut dh = mine(dh_n, ho, (o0, o1));
-        let mut dc = if d.kind == CellKind::Lstm { mine(dc_n, h, (u0, u1)) } else { vec![zero; m * nu] };
+        let mut dc = if d.kind == CellKind::Lstm { mine(dc_n, h, (u0, u1)) } else { vec![zero; mine_n * nu] };
         // dh past the recurrence (rows past their length, and GRU's z * dh), and dh of the step.
-        let (mut direct, mut dh_tot) = (vec![zero; m * no], vec![zero; m * no]);
+        let (mut direct, mut dh_tot) = (vec![zero; mine_n * no], vec![zero; mine_n * no]);
         // With a projection: the gradient of o * tanh(c'), dh_tot W_hr.
         let mut dhh = vec![zero; if d.proj { m * h } else { 0 }];
         // My columns of the sums, gate after gate.
         let (mut my_sums_h, mut my_sums_i) = (vec![zero; q_n * nu], vec![zero; q_n * nu]);
         for (s, &t) in order.iter().enumerate().rev() {
-            for n in 0..m {
-                let (r, at_o) = (n * no..(n + 1) * no, (t * m + n) * ho + o0);
+            for n in n0..n1 {
+                let (r, at_o) = ((n - n0) * no..(n - n0 + 1) * no, (t * m + n) * ho + o0);
                 if seq.valid(t, n) {
                     for ((tot, &dh), &out) in
                         dh_tot[r.clone()].iter_mut().zip(&dh[r.clone()]).zip(&dout[at_o..at_o + no])
@@ -355,11 +372,11 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                 unsafe { dproj_s.fresh(t * m * ho, m * ho) }.copy_from_slice(&dh_tot);
                 matmul((m, h, ho), &mut dhh, Init::Zero, as_is(&dh_tot), as_is(w_hr), engine.threads());
             }
-            for n in 0..m {
-                let row = (t * m + n) * g + u0;
+            for n in n0..n1 {
+                let (row, ln) = ((t * m + n) * g + u0, n - n0);
                 // SAFETY (every `Shared` access in this loop): columns u0..u1 of each gate of
-                // row (t, n) of the gate gradients belong to this thread; other threads read
-                // them only after the barrier below.
+                // row (t, n), one of this thread's rows, of the gate gradients belong to this
+                // thread; other threads read them only after the barrier below, or never.
                 if !seq.valid(t, n) {
                     for q in 0..q_n {
                         unsafe { dgi_s.fresh(row + q * h, nu) };
@@ -373,8 +390,8 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                 let at = (t * m + n) * h + u0;
                 // The gradient of h' of my units (before the projection, if any).
                 let dh_row = match d.proj {
-                    true => &dhh[n * h..(n + 1) * h],
-                    false => &dh_tot[n * no..(n + 1) * no],
+                    true => &dhh[ln * h..(ln + 1) * h],
+                    false => &dh_tot[ln * no..(ln + 1) * no],
                 };
                 let act: [&[T]; 4] = std::array::from_fn(|q| {
                     let start = (t * m + n) * act_w + q.min(q_n - 1) * h + u0;
@@ -401,7 +418,7 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                 engine.gate_grads(GradRow {
                     kind: d.kind,
                     dh: dh_row,
-                    dc: if lstm { &mut dc[n * nu..(n + 1) * nu] } else { &mut [] },
+                    dc: if lstm { &mut dc[ln * nu..(ln + 1) * nu] } else { &mut [] },
                     act,
                     c_prev: units(&saved.c_prev, at..at + nu, lstm),
                     tanh_c: units(&saved.tanh_c, at..at + nu, lstm),
@@ -409,7 +426,7 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                     h_prev: units(&saved.h_prev, at..at + nu, gru),
                     dgates,
                     dgh,
-                    direct: if gru { &mut direct[n * no..(n + 1) * no] } else { &mut [] },
+                    direct: if gru { &mut direct[ln * no..(ln + 1) * no] } else { &mut [] },
                 });
                 // The gate gradients just written by this thread.
                 let written = |buf: Shared<T>| -> [&[T]; 4] {
@@ -427,11 +444,12 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                 break; // dh of the first step is only the initial state's gradient: not wanted.
             }
             let dgh_t = if d.kind == CellKind::Gru { dgh_s } else { dgi_s };
-            // SAFETY: after the barrier every thread's gate gradients of step t are written
-            // (m rows of g), and nobody writes them again.
-            let dgates = unsafe { dgh_t.read(t * m * g, m * g) };
+            // SAFETY: after the barrier the gate gradients of my rows of step t are written
+            // (every gate column, by the threads that share my rows or by this one), and nobody
+            // writes them again.
+            let dgates = unsafe { dgh_t.read((t * m + n0) * g, mine_n * g) };
             // Rows from `active` on have ended: their gate gradients are zero, dh is `direct`.
-            let active = seq.active_rows(t);
+            let active = active_in(part.rows, seq.active_rows(t));
             engine.product(&packed, active, &dgates[..active * g], &mut prod);
             let (dh_active, dh_ended) = dh.split_at_mut(active * no);
             for ((dh, prod), direct) in
@@ -443,20 +461,22 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
             }
             dh_ended.copy_from_slice(&direct[active * no..]);
         }
-        // SAFETY (the writes below): columns u0..u1 of each gate (o0..o1 of h) of each row are
-        // this thread's, in buffers that were initialised when allocated.
+        // SAFETY (the writes below): the thread's own sums, and columns u0..u1 of each gate
+        // (o0..o1 of h) of my rows, are this thread's, in buffers initialised when allocated.
+        let own = sums_w * parts.iter().position(|p| *p == part).expect("a part of the split");
         for q in 0..q_n {
-            unsafe { sums_h_s.write(q * h + u0, nu) }.copy_from_slice(&my_sums_h[q * nu..(q + 1) * nu]);
+            unsafe { sums_s.write(own + q * h + u0, nu) }.copy_from_slice(&my_sums_h[q * nu..(q + 1) * nu]);
             if d.kind == CellKind::Gru {
-                unsafe { sums_i_s.write(q * h + u0, nu) }.copy_from_slice(&my_sums_i[q * nu..(q + 1) * nu]);
+                unsafe { sums_s.write(own + g + q * h + u0, nu) }.copy_from_slice(&my_sums_i[q * nu..(q + 1) * nu]);
             }
         }
-        for n in 0..m {
-            // SAFETY: this thread's columns of an initialised buffer (see above).
-            unsafe { ds0.write(n * ho + o0, no) }.copy_from_slice(&dh[n * no..(n + 1) * no]);
+        for n in n0..n1 {
+            let ln = n - n0;
+            // SAFETY: this thread's part of an initialised buffer (see above).
+            unsafe { ds0.write(n * ho + o0, no) }.copy_from_slice(&dh[ln * no..(ln + 1) * no]);
             if d.kind == CellKind::Lstm {
-                // SAFETY: this thread's columns of an initialised buffer (see above).
-                unsafe { ds0.write(m * ho + n * h + u0, nu) }.copy_from_slice(&dc[n * nu..(n + 1) * nu]);
+                // SAFETY: this thread's part of an initialised buffer (see above).
+                unsafe { ds0.write(m * ho + n * h + u0, nu) }.copy_from_slice(&dc[ln * nu..(ln + 1) * nu]);
             }
         }
     });
@@ -464,6 +484,13 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
     // every step and row, including step 0 before the loop may stop; dproj by the one thread of
     // a projection at every step), and the ranges cover all columns.
     let (dgi, dgh_gru, dproj) = unsafe { (dgi.filled(), dgh_gru.filled(), dproj.filled()) };
+    // The parts' sums, added (a part's sums are zero outside its units).
+    let mut sums_h = vec![zero; g];
+    let mut sums_i = vec![zero; if d.kind == CellKind::Gru { g } else { 0 }];
+    for own in sums.chunks_exact(sums_w) {
+        sums_h.iter_mut().zip(&own[..g]).for_each(|(a, b)| *a += *b);
+        sums_i.iter_mut().zip(&own[g..]).for_each(|(a, b)| *a += *b);
+    }
     let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
     let params = seq.weight_grads(dgh, &dproj, (saved, Some(forward)), Some(&sums_h));
     let gi_sums = (d.kind == CellKind::Gru).then_some(sums_i);

@@ -1,17 +1,18 @@
 //! What the recurrence driver ([`super::driver`]) leaves to an engine: the per-step products
-//! with weights packed once per sequence, the row passes, and how the hidden units are split
+//! with weights packed once per sequence, the row passes, and how the work of a step is split
 //! between threads.
 //!
 //! - [`Vectorised`] (f32 on x86-64 with AVX-512F or AVX2 + FMA): each thread packs its share of
 //!   the weights into 32-column panels kept in its cache ([`super::panel`]), projects the input
 //!   step by step, and runs the row passes compiled for the detected instruction set with the
 //!   fast activations.
-//! - [`Generic`] (f32 or f64, any CPU): one unit range, products in the `gemm` crate split
+//! - [`Generic`] (f32 or f64, any CPU): one part, products in the `gemm` crate split
 //!   between the threads, the input projection as one GEMM over all steps, exact activations.
 
 use super::gemm::{as_is, matmul, transposed, Init};
 use super::real::{Exact, Real};
 use super::row::{backward_gates, forward_gates, GateRow, GradRow};
+use super::threads::Part;
 
 /// The per-step products and row passes of one driver run.
 pub(crate) trait Engine<T: Real>: Copy + Send + Sync {
@@ -22,8 +23,9 @@ pub(crate) trait Engine<T: Real>: Copy + Send + Sync {
     /// `x_t W_ih^T`), instead of one GEMM over all steps before the loop; W_ih is (gates, input).
     fn input_per_step(self, gates: usize, input: usize) -> bool;
 
-    /// The hidden units of each thread.
-    fn unit_ranges(self, hidden: usize) -> Vec<(usize, usize)>;
+    /// What each thread computes of a step of `batch` rows and `hidden` units, with a W_hh of
+    /// `weight_bytes`.
+    fn parts(self, hidden: usize, batch: usize, weight_bytes: usize) -> Vec<Part>;
 
     /// Packs the K x ncols matrix whose element (row kk, column col) is
     /// `source[start(col) + kk * stride]`.
@@ -67,8 +69,8 @@ impl<T: Real> Engine<T> for Generic {
         false
     }
 
-    fn unit_ranges(self, hidden: usize) -> Vec<(usize, usize)> {
-        vec![(0, hidden)]
+    fn parts(self, hidden: usize, batch: usize, _: usize) -> Vec<Part> {
+        vec![Part::whole(hidden, batch)]
     }
 
     fn pack(self, k: usize, ncols: usize, source: &[T], stride: usize, start: impl Fn(usize) -> usize) -> Dense<T> {
@@ -125,7 +127,7 @@ pub(crate) use vectorised::Vectorised;
 mod vectorised {
     use super::super::panel::Packed;
     use super::super::row::{gate_grads, gate_pass, GateRow, GradRow};
-    use super::super::threads::unit_ranges;
+    use super::super::threads::{split, Part};
     use super::Engine;
     use crate::simd::{simd_variants, Simd};
 
@@ -151,8 +153,8 @@ mod vectorised {
             gates * input * std::mem::size_of::<f32>() <= INPUT_PER_STEP_MAX_BYTES
         }
 
-        fn unit_ranges(self, hidden: usize) -> Vec<(usize, usize)> {
-            unit_ranges(hidden, self.threads.min(crate::pool::threads()))
+        fn parts(self, hidden: usize, batch: usize, weight_bytes: usize) -> Vec<Part> {
+            split(hidden, batch, self.threads.min(crate::pool::threads()), weight_bytes)
         }
 
         fn pack(self, k: usize, ncols: usize, source: &[f32], stride: usize, start: impl Fn(usize) -> usize) -> Packed {

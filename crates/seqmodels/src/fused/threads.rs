@@ -1,10 +1,10 @@
-//! How the threads of one fused recurrence share its work: each thread owns a range of hidden
-//! units, writes only its own columns of the shared buffers, and the threads meet at one barrier
-//! per time step.
+//! How the threads of one fused recurrence share its work: each thread owns a [`Part`] (a range
+//! of hidden units of a range of batch rows) and writes only its own part of the shared buffers.
+//! Threads that own units of the same rows meet at one barrier per time step.
 //!
 //! Sharing: the buffers every thread writes are reached through [`Shared`], a raw pointer.
-//! A thread makes references only to its own columns (`&mut`) or to columns nobody writes until
-//! the next barrier (`&`). Buffers allocated without a zero-fill ([`Unfilled`],
+//! A thread makes references only to its own part (`&mut`) or to parts nobody writes until the
+//! next barrier (`&`). Buffers allocated without a zero-fill ([`Unfilled`],
 //! [`super::sequence::Saved::unfilled`]) are only ever written through [`Shared::fresh`], which
 //! initialises the elements before it makes a reference to them.
 
@@ -57,7 +57,7 @@ impl<T> Clone for Shared<T> {
 impl<T> Copy for Shared<T> {}
 
 // SAFETY: a `Shared` is only a pointer to f32 or f64 values; what makes its use across threads
-// sound is the rule of the module doc (own columns only, others' after a barrier), which every
+// sound is the rule of the module doc (own part only, others' after a barrier), which every
 // access states.
 unsafe impl<T: Send> Send for Shared<T> {}
 unsafe impl<T: Sync> Sync for Shared<T> {}
@@ -150,21 +150,64 @@ impl<T: Real> Unfilled<T> {
     }
 }
 
-/// The hidden units split into at most `threads` consecutive ranges of at least 16 units each.
-pub(crate) fn unit_ranges(hidden: usize, threads: usize) -> Vec<(usize, usize)> {
-    let parts = threads.min(hidden / 16).max(1);
-    (0..parts).map(|k| (k * hidden / parts, (k + 1) * hidden / parts)).collect()
+/// What one thread computes at each step: its hidden units of its batch rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Part {
+    pub units: (usize, usize),
+    pub rows: (usize, usize),
 }
 
-/// Runs `work(units)` on every unit range, on candle's persistent CPU thread pool (the calling
+impl Part {
+    /// All units of all rows: the work of one thread.
+    pub(crate) fn whole(hidden: usize, batch: usize) -> Self {
+        Part { units: (0, hidden), rows: (0, batch) }
+    }
+}
+
+/// The least batch rows per thread for which the batch is split between threads instead of the
+/// units: two full tiles of the panel micro-kernel's rows.
+const MIN_ROWS_PER_THREAD: usize = 16;
+
+/// The work of each step split between at most `threads` threads: by batch rows while each
+/// thread gets at least [`MIN_ROWS_PER_THREAD`] of them and all weights of a step stay in cache
+/// (`weight_bytes`, W_hh of the layer, at most [`ROWS_SPLIT_MAX_WEIGHT_BYTES`]), else by hidden units
+/// (consecutive ranges of at least 16 units).
+///
+/// Threads that own whole rows never wait for each other: row n of a step needs only row n of
+/// the step before. Threads that own units meet at a barrier after every step, since each needs
+/// every unit of h; with a small layer that wait is a large part of a step.
+pub(crate) fn split(hidden: usize, batch: usize, threads: usize, weight_bytes: usize) -> Vec<Part> {
+    if batch / threads.max(1) >= MIN_ROWS_PER_THREAD && weight_bytes <= ROWS_SPLIT_MAX_WEIGHT_BYTES {
+        let parts = threads.min(batch).max(1);
+        return (0..parts)
+            .map(|k| Part { units: (0, hidden), rows: (k * batch / parts, (k + 1) * batch / parts) })
+            .collect();
+    }
+    let parts = threads.min(hidden / 16).max(1);
+    (0..parts).map(|k| Part { units: (k * hidden / parts, (k + 1) * hidden / parts), rows: (0, batch) }).collect()
+}
+
+/// The largest W_hh (bytes) for which the batch rows are split between threads: each thread
+/// then reads all of it at every step, from its own cache (the L2 of a Zen 4 or 5 holds 1 MiB,
+/// W_hh of d2l's 256-unit LSTM).
+const ROWS_SPLIT_MAX_WEIGHT_BYTES: usize = 1 << 20;
+
+/// The barrier the threads of `parts` meet at after each step: all of them when they share rows
+/// (each owns some units of every row), else none (each runs its own rows from start to end).
+pub(crate) fn step_barrier(parts: &[Part]) -> SpinBarrier {
+    let sharing = parts.iter().filter(|p| p.rows == parts[0].rows).count();
+    SpinBarrier::new(if sharing == parts.len() { sharing } else { 1 })
+}
+
+/// Runs `work(part)` on every part, on candle's persistent CPU thread pool (the calling
 /// thread takes part), so that no extra threads compete for the cores.
-pub(crate) fn on_threads(ranges: &[(usize, usize)], work: impl Fn((usize, usize)) + Sync) {
-    if ranges.len() == 1 {
-        return work(ranges[0]);
+pub(crate) fn on_threads(parts: &[Part], work: impl Fn(Part) + Sync) {
+    if parts.len() == 1 {
+        return work(parts[0]);
     }
     candle_core::utils::barrier_pool().execute(|tid| {
-        if let Some(&range) = ranges.get(tid) {
-            work(range);
+        if let Some(&part) = parts.get(tid) {
+            work(part);
         }
     });
 }
