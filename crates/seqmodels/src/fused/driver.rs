@@ -25,13 +25,13 @@ use super::sequence::{gates_mut, Biases, Forward, Grads, InputSide, Saved, Seque
 use super::threads::{on_threads, step_barrier, Part, Shared, Unfilled};
 use crate::config::CellKind;
 
-/// The threads' parts: the engine's split, or one part with a projection (h' mixes all units
-/// through W_hr, for the whole batch at once).
-fn parts<T: Real, E: Engine<T>>(engine: E, seq: &Sequence) -> Vec<Part> {
+/// The threads' parts in training or not: the engine's split, or one part with a projection
+/// (h' mixes all units through W_hr, for the whole batch at once).
+fn parts<T: Real, E: Engine<T>>(engine: E, seq: &Sequence, training: bool) -> Vec<Part> {
     let d = seq.dims;
     match d.proj {
         true => vec![Part::whole(d.hidden, d.batch)],
-        false => engine.parts(d.hidden, d.batch, d.gates() * d.h_out * std::mem::size_of::<T>()),
+        false => engine.parts(d.hidden, d.batch, d.gates() * d.h_out * std::mem::size_of::<T>(), training),
     }
 }
 
@@ -82,7 +82,7 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
         let dims = (d.seq_len * m, g, i);
         product(dims, Init::Zero, as_is(input.x), transposed(input.w_ih), engine.threads())
     });
-    let parts = parts(engine, seq);
+    let parts = parts(engine, seq, save);
     let barrier = step_barrier(&parts);
     let (out, hs) = (result.shared(), Shared::of(&mut hbuf));
     // The saved buffers' spare capacity, written only through `Shared::fresh`.
@@ -318,7 +318,7 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
     // The gradient of the projected outputs, for dW_hr.
     let mut dproj = Unfilled::new(if d.proj { tn * ho } else { 0 });
     let mut dstate0 = vec![zero; d.state_len()];
-    let parts = parts(engine, seq);
+    let parts = parts(engine, seq, true);
     let barrier = step_barrier(&parts);
     // Column sums of the hidden and input parts of the gate gradients (db_hh; db_ih for GRU,
     // where they differ), each thread summing its part as it writes it, into its own G columns.

@@ -24,8 +24,8 @@ pub(crate) trait Engine<T: Real>: Copy + Send + Sync {
     fn input_per_step(self, gates: usize, input: usize) -> bool;
 
     /// What each thread computes of a step of `batch` rows and `hidden` units, with a W_hh of
-    /// `weight_bytes`.
-    fn parts(self, hidden: usize, batch: usize, weight_bytes: usize) -> Vec<Part>;
+    /// `weight_bytes`, in training (a forward pass that saves for backward, or backward) or not.
+    fn parts(self, hidden: usize, batch: usize, weight_bytes: usize, training: bool) -> Vec<Part>;
 
     /// Packs the K x ncols matrix whose element (row kk, column col) is
     /// `source[start(col) + kk * stride]`.
@@ -69,7 +69,7 @@ impl<T: Real> Engine<T> for Generic {
         false
     }
 
-    fn parts(self, hidden: usize, batch: usize, _: usize) -> Vec<Part> {
+    fn parts(self, hidden: usize, batch: usize, _: usize, _: bool) -> Vec<Part> {
         vec![Part::whole(hidden, batch)]
     }
 
@@ -153,8 +153,8 @@ mod vectorised {
             gates * input * std::mem::size_of::<f32>() <= INPUT_PER_STEP_MAX_BYTES
         }
 
-        fn parts(self, hidden: usize, batch: usize, weight_bytes: usize) -> Vec<Part> {
-            split(hidden, batch, self.threads.min(crate::pool::threads()), weight_bytes)
+        fn parts(self, hidden: usize, batch: usize, weight_bytes: usize, training: bool) -> Vec<Part> {
+            split(hidden, batch, self.threads.min(crate::pool::threads()), weight_bytes, training)
         }
 
         fn pack(self, k: usize, ncols: usize, source: &[f32], stride: usize, start: impl Fn(usize) -> usize) -> Packed {

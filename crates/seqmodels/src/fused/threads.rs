@@ -168,16 +168,20 @@ impl Part {
 /// units: two full tiles of the panel micro-kernel's rows.
 const MIN_ROWS_PER_THREAD: usize = 16;
 
-/// The work of each step split between at most `threads` threads: by batch rows while each
-/// thread gets at least [`MIN_ROWS_PER_THREAD`] of them and all weights of a step stay in cache
-/// (`weight_bytes`, W_hh of the layer, at most [`ROWS_SPLIT_MAX_WEIGHT_BYTES`]), else by hidden units
-/// (consecutive ranges of at least 16 units).
+/// The work of each step split between at most `threads` threads: by batch rows in training
+/// (a forward pass that saves what backward needs, and backward) while each thread gets at least
+/// [`MIN_ROWS_PER_THREAD`] rows and W_hh (`weight_bytes`) is at most
+/// [`ROWS_SPLIT_MAX_WEIGHT_BYTES`]; else by hidden units (consecutive ranges of at least 16).
 ///
 /// Threads that own whole rows never wait for each other: row n of a step needs only row n of
 /// the step before. Threads that own units meet at a barrier after every step, since each needs
-/// every unit of h; with a small layer that wait is a large part of a step.
-pub(crate) fn split(hidden: usize, batch: usize, threads: usize, weight_bytes: usize) -> Vec<Part> {
-    if batch / threads.max(1) >= MIN_ROWS_PER_THREAD && weight_bytes <= ROWS_SPLIT_MAX_WEIGHT_BYTES {
+/// every unit of h, and a training step (which also writes the saved activations) varies enough
+/// that this wait is a large part of a small layer's step. But each thread then reads all of
+/// W_hh at every step instead of its share: inference keeps the units split, which holds each
+/// thread's share in its own L2.
+pub(crate) fn split(hidden: usize, batch: usize, threads: usize, weight_bytes: usize, training: bool) -> Vec<Part> {
+    let rows_pay = training && weight_bytes <= ROWS_SPLIT_MAX_WEIGHT_BYTES;
+    if rows_pay && batch / threads.max(1) >= MIN_ROWS_PER_THREAD {
         let parts = threads.min(batch).max(1);
         return (0..parts)
             .map(|k| Part { units: (0, hidden), rows: (k * batch / parts, (k + 1) * batch / parts) })

@@ -156,8 +156,8 @@ pub fn option_combinations(batch_first: &[bool]) -> Vec<(RnnConfig, Option<&'sta
 /// Every kind, one and two directions, with and without lengths and initial states, in f32:
 /// what each instruction-set variant of the kernels is checked on.
 /// A batch large enough (at least 16 rows per thread) that the vectorised engine splits the rows
-/// between threads instead of the units, and the threads run them without meeting: 35 rows split
-/// unevenly, some ending early in each part.
+/// between threads instead of the units in training (these runs track gradients), and the
+/// threads run them without meeting: 35 rows split unevenly, some ending early in each part.
 pub fn rows_split_against_the_composed_path() {
     let lengths: Vec<usize> = (0..35).map(|n| 6 - n / 7).collect();
     for kind in [CellKind::RnnTanh, CellKind::Lstm, CellKind::Gru] {
