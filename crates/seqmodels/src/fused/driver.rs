@@ -296,13 +296,14 @@ fn units<T>(v: &[T], range: std::ops::Range<usize>, used: bool) -> &[T] {
     }
 }
 
-/// Backpropagation through time from the gradient of the result (output, h_n, c_n).
+/// Backpropagation through time from the gradient of the result (output, h_n, c_n); the
+/// gradient of the packed params leaves `head` zeros before the recurrent ones, for the input
+/// side's.
 pub(crate) fn backward<T: Real, E: Engine<T>>(
     engine: E,
     seq: &Sequence,
-    forward: Forward<T>,
-    dresult: &[T],
-    params: &[T],
+    (forward, dresult): (Forward<T>, &[T]),
+    (params, head): (&[T], usize),
     saved: &Saved<T>,
 ) -> Grads<T> {
     let d = seq.dims;
@@ -492,7 +493,8 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
         sums_i.iter_mut().zip(&own[g..]).for_each(|(a, b)| *a += *b);
     }
     let dgh = if d.kind == CellKind::Gru { &dgh_gru } else { &dgi };
-    let params = seq.weight_grads(dgh, &dproj, (saved, Some(forward)), Some(&sums_h));
+    let mut dparams = vec![zero; head + d.params_len()];
+    seq.weight_grads(&mut dparams[head..], (dgh, &dproj), (saved, Some(forward)), Some(&sums_h));
     let gi_sums = (d.kind == CellKind::Gru).then_some(sums_i);
-    Grads { gi: dgi, params, state0: dstate0, gi_sums }
+    Grads { gi: dgi, params: dparams, state0: dstate0, gi_sums }
 }

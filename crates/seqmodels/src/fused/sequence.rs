@@ -180,6 +180,8 @@ pub(crate) fn cut<const Q: usize, T>(parts: [&[T]; Q], len: usize) -> [&[T]; Q] 
 /// Gradients of the op's three inputs.
 pub(crate) struct Grads<T> {
     pub gi: Vec<T>,
+    /// The op's packed params: zeros where the input side's go (the caller's to fill), then
+    /// the recurrent ones.
     pub params: Vec<T>,
     pub state0: Vec<T>,
     /// The column sums of `gi` (db_ih) when the runner summed them as it went (GRU, where they
@@ -241,21 +243,19 @@ impl Sequence<'_> {
         Params { w_hh, b_hh, w_hr: d.proj.then_some(rest) }
     }
 
-    /// dW_hh, db_hh and dW_hr as single GEMMs over all time steps, from the gradients of the
-    /// hidden part of the gates `dgh` (T, N, G), of the projected outputs `dproj` (T, N, P;
-    /// empty without projection) and what forward saved; packed like the params. db_hh is
-    /// `dgh_sums` when the caller summed dgh's columns already.
+    /// dW_hh, db_hh and dW_hr as single GEMMs over all time steps into `dparams` (packed like
+    /// the params, [`Dims::params_len`] long), from the gradients of the hidden part of the gates
+    /// `dgh` (T, N, G), of the projected outputs `dproj` (T, N, P; empty without projection) and
+    /// what forward saved. db_hh is `dgh_sums` when the caller summed dgh's columns already.
     pub fn weight_grads<T: Real>(
         &self,
-        dgh: &[T],
-        dproj: &[T],
+        dparams: &mut [T],
+        (dgh, dproj): (&[T], &[T]),
         (saved, forward): (&Saved<T>, Option<Forward<T>>),
         dgh_sums: Option<&[T]>,
-    ) -> Vec<T> {
+    ) {
         let d = self.dims;
         let (h, ho, g, tn) = (d.hidden, d.h_out, d.gates(), d.seq_len * d.batch);
-        let zero = T::zero();
-        let mut dparams = vec![zero; d.params_len()];
         let (dw_hh, rest) = dparams.split_at_mut(g * ho);
         match forward.filter(|_| saved.h_prev_in_output()) {
             None => matmul((g, ho, tn), dw_hh, Init::Zero, transposed(dgh), as_is(&saved.h_prev), self.threads),
@@ -274,7 +274,6 @@ impl Sequence<'_> {
         if d.proj {
             matmul((ho, h, tn), rest, Init::Zero, transposed(dproj), as_is(&saved.hh), self.threads);
         }
-        dparams
     }
 
     /// dW_hh = sum over steps of dgh[t]^T h_prev[t], where h before each step is the output of
