@@ -313,9 +313,16 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
     let p = seq.split_params(params);
     let end = tn * ho;
     let (dout, dh_n, dc_n) = (&dresult[..end], &dresult[end..end + m * ho], &dresult[end + m * ho..]);
-    // Every row of the gate gradients is written below (zeros past a row's length).
+    // The gate gradients, gate-major (G, T*N) as the weight gradients read them (see
+    // `Grads::gi`); every element is written below (zeros past a row's length).
     let mut dgi = Unfilled::new(tn * g);
     let mut dgh_gru = Unfilled::new(if d.kind == CellKind::Gru { tn * g } else { 0 });
+    // The gate gradients of one step, row-major (N, G), as the row kernels write them and the
+    // step's product reads them; each thread then copies its part into the gate-major buffers.
+    // Two of them, for alternate steps: a thread may write the next step's while another still
+    // reads this one's.
+    let mut step_i = vec![zero; 2 * m * g];
+    let mut step_h = vec![zero; if d.kind == CellKind::Gru { 2 * m * g } else { 0 }];
     // The gradient of the projected outputs, for dW_hr.
     let mut dproj = Unfilled::new(if d.proj { tn * ho } else { 0 });
     let mut dstate0 = vec![zero; d.state_len()];
@@ -326,6 +333,7 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
     let sums_w = if d.kind == CellKind::Gru { 2 * g } else { g };
     let mut sums = vec![zero; parts.len() * sums_w];
     let (dgi_s, dgh_s, dproj_s) = (dgi.shared(), dgh_gru.shared(), dproj.shared());
+    let (step_i_s, step_h_s) = (Shared::of(&mut step_i), Shared::of(&mut step_h));
     let ds0 = Shared::of(&mut dstate0);
     let sums_s = Shared::of(&mut sums);
     let order = seq.order();
@@ -373,17 +381,18 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                 unsafe { dproj_s.fresh(t * m * ho, m * ho) }.copy_from_slice(&dh_tot);
                 matmul((m, h, ho), &mut dhh, Init::Zero, as_is(&dh_tot), as_is(w_hr), engine.threads());
             }
+            let step_at = (s % 2) * m * g;
             for n in n0..n1 {
-                let (row, ln) = ((t * m + n) * g + u0, n - n0);
+                let (row, ln) = (step_at + n * g + u0, n - n0);
                 // SAFETY (every `Shared` access in this loop): columns u0..u1 of each gate of
-                // row (t, n), one of this thread's rows, of the gate gradients belong to this
+                // row n, one of this thread's rows, of this step's gate gradients belong to this
                 // thread; other threads read them only after the barrier below, or never.
                 if !seq.valid(t, n) {
                     for q in 0..q_n {
-                        unsafe { dgi_s.fresh(row + q * h, nu) };
+                        unsafe { step_i_s.fresh(row + q * h, nu) };
                         if d.kind == CellKind::Gru {
-                            // SAFETY: this thread's columns of row (t, n) (the loop's note above).
-                            unsafe { dgh_s.fresh(row + q * h, nu) };
+                            // SAFETY: this thread's columns of row n (the loop's note above).
+                            unsafe { step_h_s.fresh(row + q * h, nu) };
                         }
                     }
                     continue;
@@ -402,18 +411,18 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                 // SAFETY (the two `fresh_gates`): this thread's columns of row (t, n) (the
                 // loop's note above); a kind's unused gates are empty.
                 let dgates = match d.kind {
-                    CellKind::Lstm => unsafe { dgi_s.fresh_gates::<4>(row, h, nu) },
+                    CellKind::Lstm => unsafe { step_i_s.fresh_gates::<4>(row, h, nu) },
                     CellKind::Gru => {
-                        let [r, z, n_] = unsafe { dgi_s.fresh_gates::<3>(row, h, nu) };
+                        let [r, z, n_] = unsafe { step_i_s.fresh_gates::<3>(row, h, nu) };
                         [r, z, n_, &mut []]
                     }
                     CellKind::RnnTanh | CellKind::RnnRelu => {
-                        [unsafe { dgi_s.fresh(row, nu) }, &mut [], &mut [], &mut []]
+                        [unsafe { step_i_s.fresh(row, nu) }, &mut [], &mut [], &mut []]
                     }
                 };
                 let dgh = match gru {
-                    // SAFETY: this thread's columns of row (t, n) (the loop's note above).
-                    true => unsafe { dgh_s.fresh_gates::<3>(row, h, nu) },
+                    // SAFETY: this thread's columns of row n (the loop's note above).
+                    true => unsafe { step_h_s.fresh_gates::<3>(row, h, nu) },
                     false => [&mut [][..], &mut [], &mut []],
                 };
                 engine.gate_grads(GradRow {
@@ -434,21 +443,35 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                     // SAFETY: written by this thread just above; nobody writes them until the barrier.
                     std::array::from_fn(|q| unsafe { buf.read(row + q.min(q_n - 1) * h, nu) })
                 };
-                let hidden_part = if d.kind == CellKind::Gru { dgh_s } else { dgi_s };
+                let hidden_part = if d.kind == CellKind::Gru { step_h_s } else { step_i_s };
                 engine.add_gates(&mut my_sums_h, &written(hidden_part)[..q_n]);
                 if d.kind == CellKind::Gru {
-                    engine.add_gates(&mut my_sums_i, &written(dgi_s)[..q_n]);
+                    engine.add_gates(&mut my_sums_i, &written(step_i_s)[..q_n]);
+                }
+            }
+            // My part of this step's gate gradients into the gate-major buffers: for each of my
+            // gate columns, its values of my rows, which lie side by side there.
+            let buffers = [(step_i_s, dgi_s), (step_h_s, dgh_s)];
+            for (step_s, major_s) in buffers.into_iter().take(if d.kind == CellKind::Gru { 2 } else { 1 }) {
+                for q in 0..q_n {
+                    let (src, dst) =
+                        (step_s.ptr(step_at + n0 * g + q * h + u0), major_s.ptr((q * h + u0) * tn + t * m + n0));
+                    // SAFETY: the source is this thread's columns of its rows of this step, written
+                    // above; the destination, gate rows q*h + u0..q*h + u1 at columns
+                    // t*m + n0..t*m + n1, is this thread's alone, in a buffer with room for it.
+                    unsafe { engine.transpose((mine_n, nu), (src, g), (dst, tn)) };
                 }
             }
             barrier.wait();
             if s == 0 && !seq.state_grad {
                 break; // dh of the first step is only the initial state's gradient: not wanted.
             }
-            let dgh_t = if d.kind == CellKind::Gru { dgh_s } else { dgi_s };
-            // SAFETY: after the barrier the gate gradients of my rows of step t are written
+            let dgh_t = if d.kind == CellKind::Gru { step_h_s } else { step_i_s };
+            // SAFETY: after the barrier the gate gradients of my rows of this step are written
             // (every gate column, by the threads that share my rows or by this one), and nobody
-            // writes them again.
-            let dgates = unsafe { dgh_t.read((t * m + n0) * g, mine_n * g) };
+            // writes them until the barrier after the next step (the next step writes the other
+            // buffer).
+            let dgates = unsafe { dgh_t.read(step_at + n0 * g, mine_n * g) };
             // Rows from `active` on have ended: their gate gradients are zero, dh is `direct`.
             let active = active_in(part.rows, seq.active_rows(t));
             engine.product(&packed, active, &dgates[..active * g], &mut prod);

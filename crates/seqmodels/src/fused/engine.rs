@@ -13,6 +13,7 @@ use super::gemm::{as_is, matmul, transposed, Init};
 use super::real::{Exact, Real};
 use super::row::{backward_gates, forward_gates, GateRow, GradRow};
 use super::threads::Part;
+use super::transpose::transpose;
 
 /// The per-step products and row passes of one driver run.
 pub(crate) trait Engine<T: Real>: Copy + Send + Sync {
@@ -48,6 +49,13 @@ pub(crate) trait Engine<T: Real>: Copy + Send + Sync {
 
     /// `sums[q * nu + j] += gates[q][j]`: a thread's column sums of one row's gate gradients.
     fn add_gates(self, sums: &mut [T], gates: &[&[T]]);
+
+    /// The transpose of a rows x cols block at `src` (row stride given) into `dst` (see
+    /// [`transpose`]).
+    ///
+    /// # Safety
+    /// As for [`transpose`].
+    unsafe fn transpose(self, dims: (usize, usize), src: (*const T, usize), dst: (*mut T, usize));
 }
 
 /// Any float type on any CPU: the `gemm` crate and exact activations.
@@ -110,6 +118,11 @@ impl<T: Real> Engine<T> for Generic {
 
     fn add_gates(self, sums: &mut [T], gates: &[&[T]]) {
         add_gates(sums, gates);
+    }
+
+    unsafe fn transpose(self, dims: (usize, usize), src: (*const T, usize), dst: (*mut T, usize)) {
+        // SAFETY: the caller's contract.
+        unsafe { transpose(None, dims, src, dst) }
     }
 }
 
@@ -187,6 +200,11 @@ mod vectorised {
 
         fn add_gates(self, sums: &mut [f32], gates: &[&[f32]]) {
             add_gates(self.simd, sums, gates);
+        }
+
+        unsafe fn transpose(self, dims: (usize, usize), src: (*const f32, usize), dst: (*mut f32, usize)) {
+            // SAFETY: the caller's contract.
+            unsafe { super::transpose(Some(self.simd), dims, src, dst) }
         }
     }
 

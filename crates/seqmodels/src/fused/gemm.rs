@@ -9,16 +9,36 @@ use gemm::Parallelism;
 pub enum Stored {
     /// The matrix itself.
     AsIs,
+    /// The matrix itself with its rows this many elements apart: some consecutive columns of a
+    /// wider matrix.
+    Strided(usize),
     /// Its transpose (a k x m lhs, an n x k rhs).
     Transposed,
 }
 
-/// An operand of a product: its elements (dense, row-major) and how they are stored.
+/// An operand of a product: its elements (row-major) and how they are stored.
 pub type Operand<'a, T> = (&'a [T], Stored);
 
 /// The matrix itself as an operand.
 pub fn as_is<T>(m: &[T]) -> Operand<'_, T> {
     (m, Stored::AsIs)
+}
+
+/// The matrix itself as an operand, its rows `stride` elements apart.
+pub fn strided<T>(m: &[T], stride: usize) -> Operand<'_, T> {
+    (m, Stored::Strided(stride))
+}
+
+/// (column stride, row stride) of an operand of `rows` x `cols` as stored, and the elements it
+/// spans.
+fn strides(stored: Stored, rows: usize, cols: usize) -> ((usize, usize), usize) {
+    let (cs, rs) = match stored {
+        Stored::AsIs => (1, cols),
+        Stored::Strided(stride) => (1, stride),
+        Stored::Transposed => (rows, 1),
+    };
+    let span = if rows == 0 || cols == 0 { 0 } else { (rows - 1) * rs + (cols - 1) * cs + 1 };
+    ((cs, rs), span)
 }
 
 /// The transpose of the stored matrix as an operand.
@@ -42,8 +62,9 @@ pub enum Init<'a, T> {
 pub trait Element: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One {}
 impl<T: 'static + Copy + Send + Sync + num_traits::Zero + num_traits::One> Element for T {}
 
-/// dst (m x n) = init + lhs (m x k) * rhs (k x n), every matrix row-major and dense.
-/// `lhs`/`rhs` may be stored transposed ((k x m) / (n x k)); see [`Init`] for `init`.
+/// dst (m x n) = init + lhs (m x k) * rhs (k x n), every matrix row-major, dst dense.
+/// `lhs`/`rhs` may be stored transposed ((k x m) / (n x k)) or with strided rows (see
+/// [`Stored`]); see [`Init`] for `init`.
 /// With `threads > 1`, the rows of `dst` (or its columns, when it has few rows) are split between
 /// candle's pool threads (see [`split`]); the `gemm` crate's own threading (rayon) is not used.
 pub fn matmul<T: Element>(
@@ -93,22 +114,16 @@ unsafe fn product_into<T: Element>(
     (rhs, rhs_stored): Operand<T>,
     threads: usize,
 ) {
-    assert!(lhs.len() >= m * k && rhs.len() >= k * n, "matmul operand sizes");
+    // Strides of op(lhs) (m x k) and op(rhs) (k x n) over the stored data: (column, row).
+    let (((lhs_cs, lhs_rs), lhs_span), ((rhs_cs, rhs_rs), rhs_span)) =
+        (strides(lhs_stored, m, k), strides(rhs_stored, k, n));
+    assert!(lhs.len() >= lhs_span && rhs.len() >= rhs_span, "matmul operand sizes");
     if let Init::BiasRows(bias) = init {
         assert!(bias.len() >= n, "matmul bias of {} elements for {n} columns", bias.len());
     }
     if m == 0 || n == 0 {
         return;
     }
-    // Strides of op(lhs) (m x k) and op(rhs) (k x n) over the stored data: (column, row).
-    let (lhs_cs, lhs_rs) = match lhs_stored {
-        Stored::AsIs => (1, k),
-        Stored::Transposed => (m, 1),
-    };
-    let (rhs_cs, rhs_rs) = match rhs_stored {
-        Stored::AsIs => (1, n),
-        Stored::Transposed => (k, 1),
-    };
     // Split the rows of dst between threads, or its columns when it has fewer rows than
     // columns: each thread packs all of the other operand, so the larger one is split (the
     // decoder's 10,000 x 200 weights, not its 400 x 200 input).

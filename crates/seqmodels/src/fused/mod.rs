@@ -26,6 +26,7 @@ mod rnn;
 pub(crate) mod row;
 pub(crate) mod sequence;
 mod threads;
+mod transpose;
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
@@ -137,15 +138,15 @@ impl FusedRecurrence {
         let grads = driver::backward(engine, &self.sequence(), (forward, dresult), (&params_v[head..], head), saved);
         // The input side, each as one GEMM over all steps: dx = dgi W_ih, dW_ih = dgi^T x; and
         // db_ih = column sums of dgi.
-        let dx = product((tn, i, g), Init::Zero, as_is(&grads.gi), as_is(&params_v[..g * i]), self.threads);
+        let dx = product((tn, i, g), Init::Zero, transposed(&grads.gi), as_is(&params_v[..g * i]), self.threads);
         let mut dparams = grads.params;
         let (input_side, recurrent) = dparams.split_at_mut(head);
-        matmul((g, i, tn), &mut input_side[..g * i], Init::Zero, transposed(&grads.gi), as_is(x_v), self.threads);
+        matmul((g, i, tn), &mut input_side[..g * i], Init::Zero, as_is(&grads.gi), as_is(x_v), self.threads);
         if d.bias {
             let db_ih = &mut input_side[g * i..];
             match (d.kind, &grads.gi_sums) {
                 (CellKind::Gru, Some(sums)) => db_ih.copy_from_slice(sums),
-                (CellKind::Gru, None) => sequence::add_column_sums(db_ih, &grads.gi),
+                (CellKind::Gru, None) => sequence::add_row_sums(db_ih, &grads.gi),
                 // Only GRU's n gate tells the input side's gate gradients from the hidden side's:
                 // elsewhere they are one buffer, so db_ih is db_hh, which follows dW_hh (G, H_out).
                 (_, _) => db_ih.copy_from_slice(&recurrent[g * d.h_out..g * d.h_out + g]),

@@ -2,7 +2,7 @@
 //! saves for backward, the gradients), and the weight gradients over all steps that close
 //! backpropagation through time. The loop itself is [`super::driver`].
 
-use super::gemm::{as_is, matmul, transposed, Init};
+use super::gemm::{as_is, matmul, strided, transposed, Init};
 use super::real::Real;
 use crate::config::CellKind;
 
@@ -179,6 +179,9 @@ pub(crate) fn cut<const Q: usize, T>(parts: [&[T]; Q], len: usize) -> [&[T]; Q] 
 
 /// Gradients of the op's three inputs.
 pub(crate) struct Grads<T> {
+    /// The gate gradients (of the input part, for GRU) gate-major: (G, T*N), row j holding gate
+    /// column j of every step and sequence. The weight gradients take them in this layout as
+    /// their left operand, which the `gemm` crate reads without repacking.
     pub gi: Vec<T>,
     /// The op's packed params: zeros where the input side's go (the caller's to fill), then
     /// the recurrent ones.
@@ -245,7 +248,7 @@ impl Sequence<'_> {
 
     /// dW_hh, db_hh and dW_hr as single GEMMs over all time steps into `dparams` (packed like
     /// the params, [`Dims::params_len`] long), from the gradients of the hidden part of the gates
-    /// `dgh` (T, N, G), of the projected outputs `dproj` (T, N, P; empty without projection) and
+    /// `dgh` (G, T*N: gate-major, see [`Grads::gi`]), of the projected outputs `dproj` (T, N, P; empty without projection) and
     /// what forward saved. db_hh is `dgh_sums` when the caller summed dgh's columns already.
     pub fn weight_grads<T: Real>(
         &self,
@@ -258,14 +261,14 @@ impl Sequence<'_> {
         let (h, ho, g, tn) = (d.hidden, d.h_out, d.gates(), d.seq_len * d.batch);
         let (dw_hh, rest) = dparams.split_at_mut(g * ho);
         match forward.filter(|_| saved.h_prev_in_output()) {
-            None => matmul((g, ho, tn), dw_hh, Init::Zero, transposed(dgh), as_is(&saved.h_prev), self.threads),
+            None => matmul((g, ho, tn), dw_hh, Init::Zero, as_is(dgh), as_is(&saved.h_prev), self.threads),
             Some(f) => self.dw_hh_from_output(dw_hh, dgh, f),
         }
         let rest = if d.bias {
             let (db, rest) = rest.split_at_mut(g);
             match dgh_sums {
                 Some(sums) => db.copy_from_slice(sums),
-                None => add_column_sums(db, dgh),
+                None => add_row_sums(db, dgh),
             }
             rest
         } else {
@@ -282,22 +285,25 @@ impl Sequence<'_> {
         let d = self.dims;
         let (m, ho, g, steps) = (d.batch, d.h_out, d.gates(), d.seq_len);
         let (out, h0) = (&f.result[..steps * m * ho], &f.state0[..m * ho]);
-        // Steps after the first in processing order, against the outputs one step before them.
-        let rows = (steps - 1) * m;
+        // Steps after the first in processing order (columns of dgh), against the outputs one
+        // step before them.
+        let (tn, rows) = (steps * m, (steps - 1) * m);
         let (later, first, earlier) = match self.reverse {
-            false => (&dgh[m * g..], &dgh[..m * g], &out[..rows * ho]),
-            true => (&dgh[..rows * g], &dgh[rows * g..], &out[m * ho..]),
+            false => (&dgh[m..], dgh, &out[..rows * ho]),
+            true => (dgh, &dgh[rows..], &out[m * ho..]),
         };
-        matmul((g, ho, rows), dw_hh, Init::Zero, transposed(later), as_is(earlier), self.threads);
+        matmul((g, ho, rows), dw_hh, Init::Zero, strided(later, tn), as_is(earlier), self.threads);
         if h0.iter().any(|v| *v != T::zero()) {
-            matmul((g, ho, m), dw_hh, Init::Accumulate, transposed(first), as_is(h0), self.threads);
+            matmul((g, ho, m), dw_hh, Init::Accumulate, strided(first, tn), as_is(h0), self.threads);
         }
     }
 }
 
-/// `out` += the column sums of `rows`, a row-major matrix `out.len()` wide (a bias gradient).
-pub(crate) fn add_column_sums<T: Real>(out: &mut [T], rows: &[T]) {
-    for row in rows.chunks_exact(out.len()) {
-        out.iter_mut().zip(row).for_each(|(a, b)| *a += *b);
+/// `out[j]` += the sum of row j of `rows`, a row-major matrix of `out.len()` rows (a bias
+/// gradient from gate-major gate gradients).
+pub(crate) fn add_row_sums<T: Real>(out: &mut [T], rows: &[T]) {
+    let width = rows.len() / out.len().max(1);
+    for (sum, row) in out.iter_mut().zip(rows.chunks_exact(width.max(1))) {
+        *sum = row.iter().fold(*sum, |acc, v| acc + *v);
     }
 }

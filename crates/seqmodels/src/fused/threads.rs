@@ -68,6 +68,11 @@ impl<T: Real> Shared<T> {
         Shared(v.as_mut_ptr())
     }
 
+    /// The address of element `at`, for raw reads and writes (under the module's rules).
+    pub(crate) fn ptr(self, at: usize) -> *mut T {
+        self.0.wrapping_add(at)
+    }
+
     /// `start..start + len` of an initialised buffer, to read.
     ///
     /// # Safety
