@@ -389,10 +389,10 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                 // thread; other threads read them only after the barrier below, or never.
                 if !seq.valid(t, n) {
                     for q in 0..q_n {
-                        unsafe { step_i_s.fresh(row + q * h, nu) };
+                        unsafe { step_i_s.write(row + q * h, nu) }.fill(zero);
                         if d.kind == CellKind::Gru {
                             // SAFETY: this thread's columns of row n (the loop's note above).
-                            unsafe { step_h_s.fresh(row + q * h, nu) };
+                            unsafe { step_h_s.write(row + q * h, nu) }.fill(zero);
                         }
                     }
                     continue;
@@ -408,21 +408,22 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
                     &saved.act[start..start + nu]
                 });
                 let (lstm, gru) = (d.kind == CellKind::Lstm, d.kind == CellKind::Gru);
-                // SAFETY (the two `fresh_gates`): this thread's columns of row (t, n) (the
-                // loop's note above); a kind's unused gates are empty.
+                // SAFETY (the two `write_gates`): this thread's columns of row n of the step
+                // buffers, which were zero-filled when allocated (the loop's note above); a
+                // kind's unused gates are empty. The row kernel overwrites every element.
                 let dgates = match d.kind {
-                    CellKind::Lstm => unsafe { step_i_s.fresh_gates::<4>(row, h, nu) },
+                    CellKind::Lstm => unsafe { step_i_s.write_gates::<4>(row, h, nu) },
                     CellKind::Gru => {
-                        let [r, z, n_] = unsafe { step_i_s.fresh_gates::<3>(row, h, nu) };
+                        let [r, z, n_] = unsafe { step_i_s.write_gates::<3>(row, h, nu) };
                         [r, z, n_, &mut []]
                     }
                     CellKind::RnnTanh | CellKind::RnnRelu => {
-                        [unsafe { step_i_s.fresh(row, nu) }, &mut [], &mut [], &mut []]
+                        [unsafe { step_i_s.write(row, nu) }, &mut [], &mut [], &mut []]
                     }
                 };
                 let dgh = match gru {
                     // SAFETY: this thread's columns of row n (the loop's note above).
-                    true => unsafe { step_h_s.fresh_gates::<3>(row, h, nu) },
+                    true => unsafe { step_h_s.write_gates::<3>(row, h, nu) },
                     false => [&mut [][..], &mut [], &mut []],
                 };
                 engine.gate_grads(GradRow {

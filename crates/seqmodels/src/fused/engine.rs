@@ -171,7 +171,7 @@ mod vectorised {
         }
 
         fn pack(self, k: usize, ncols: usize, source: &[f32], stride: usize, start: impl Fn(usize) -> usize) -> Packed {
-            Packed::new(k, ncols, source, stride, start)
+            Packed::new(self.simd, (k, ncols), source, stride, start)
         }
 
         fn padded_cols(panel: &Packed) -> usize {

@@ -5,6 +5,7 @@
 //! and keeping each thread's share resident in its own cache is what a generic GEMM call per
 //! step (which re-packs its operands every time) cannot do.
 
+use super::transpose::transpose;
 use crate::simd::Simd;
 
 /// Columns per panel: two 16-lane AVX-512 registers, or four 8-lane AVX2 ones.
@@ -21,14 +22,32 @@ pub(crate) struct Packed {
 impl Packed {
     /// Packs the K x ncols matrix whose element (row kk, column col) is
     /// `source[start(col) + kk * stride]`: each column is a strided run of `source`, found once
-    /// per column (no index arithmetic per element).
-    pub(crate) fn new(k: usize, ncols: usize, source: &[f32], stride: usize, start: impl Fn(usize) -> usize) -> Self {
+    /// per column (no index arithmetic per element). `simd` transposes the panels whose columns
+    /// are evenly spaced rows of `source` (the forward pass's W_hh and W_ih, a gate's rows).
+    pub(crate) fn new(
+        simd: Simd,
+        (k, ncols): (usize, usize),
+        source: &[f32],
+        stride: usize,
+        start: impl Fn(usize) -> usize,
+    ) -> Self {
         let panels = ncols.div_ceil(NR);
         let mut data = vec![0.0; panels * k * NR];
         for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
             let cols = NR.min(ncols - p * NR);
             let starts: Vec<usize> = (0..cols).map(|l| start(p * NR + l)).collect();
             let adjacent = starts.windows(2).all(|w| w[1] == w[0] + 1);
+            let spacing = starts.get(1).map_or(0, |s1| s1.wrapping_sub(starts[0]));
+            let rows = stride == 1 && cols > 1 && spacing >= k && starts.windows(2).all(|w| w[1] == w[0] + spacing);
+            if rows && starts[cols - 1] + k <= source.len() {
+                // SAFETY: the block's rows starts[0] + l * spacing .. + k (l < cols) lie in
+                // `source` (checked just above; spacing >= k keeps them apart), and the panel
+                // holds k rows of NR >= cols values; `simd` was detected.
+                unsafe {
+                    transpose(Some(simd), (cols, k), (source[starts[0]..].as_ptr(), spacing), (panel.as_mut_ptr(), NR))
+                };
+                continue;
+            }
             for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
                 if adjacent {
                     // The panel's columns lie side by side in `source`: a plain copy per row.
@@ -223,7 +242,11 @@ mod tests {
             for (m, k, n) in [(13, 37, 70), (8, 256, 32), (1, 5, 3), (32, 64, 96), (4, 1, 33)] {
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
                 let w: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
-                let packed = Packed::new(k, n, &w, n, |col| col);
+                let packed = Packed::new(simd, (k, n), &w, n, |col| col);
+                // The same matrix stored transposed (a column per row, as W_hh is in forward)
+                // packs to the same panels, through the transpose.
+                let w_t: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+                assert_eq!(Packed::new(simd, (k, n), &w_t, 1, |col| col * k).data, packed.data, "{m}x{k}x{n}");
                 let ldc = packed.padded_cols();
                 let mut c = vec![f32::NAN; m * ldc];
                 // SAFETY: a holds m x k values, c m rows of ldc; `simd` was detected.

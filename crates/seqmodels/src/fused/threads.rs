@@ -94,6 +94,20 @@ impl<T: Real> Shared<T> {
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }
 
+    /// The `Q` gate slices `[q * stride + start, + len)` of an initialised buffer, to write.
+    ///
+    /// # Safety
+    /// As for [`Shared::write`], for each of them (and they must not overlap).
+    pub(crate) unsafe fn write_gates<'a, const Q: usize>(
+        self,
+        start: usize,
+        stride: usize,
+        len: usize,
+    ) -> [&'a mut [T]; Q] {
+        // SAFETY: the caller's contract, gate by gate.
+        std::array::from_fn(|q| unsafe { self.write(start + q * stride, len) })
+    }
+
     /// `start..start + len` of a buffer that may be uninitialised there, zero-filled through the
     /// raw pointer first so that the reference covers initialised values only. The fill costs
     /// little: the caller writes the same cache lines right after.
