@@ -14,9 +14,10 @@
 #
 # Each side trains ROUNDS times (env, default 2), each a fresh process writing its run directory
 # under a temporary folder; the tokens/s of a run is that of its last epoch in metrics.jsonl (the
-# time of the training steps: validation is not counted on either side). Prints every run, the
-# medians, the ratio seqlm / PyTorch, and `seqlm bench --iters 20` on the same shape (its vocabulary
-# read from the run's checkpoint) with the ratio train / bench.
+# time of the training steps: validation is not counted on either side). Each round also runs
+# `seqlm bench --iters 20` on the same shape (its vocabulary read from the first run's checkpoint)
+# right after seqlm train. Prints every round, the medians, the ratio seqlm / PyTorch, and the ratio
+# train / bench (of the medians, and of each round: the machine's speed drifts between rounds).
 #
 # Environment: ROUNDS, PYTHON (the Python with torch; default /work/venv/bin/python), SEQLM (default
 # target/release/seqlm, built when missing).
@@ -55,36 +56,37 @@ last_rate() { tail -n 1 "$1/metrics.jsonl" | "$PYTHON" -c 'import json,sys; prin
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+# `seqlm train`'s defaults where the args leave a value out.
+or_default() { local v; v="$(arg "$1" "${@:3}")"; echo "${v:-$2}"; }
+
 echo "== args: $*"
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-ours=(); theirs=()
+ours=(); theirs=(); benches=()
 for r in $(seq 1 "$ROUNDS"); do
   "$SEQLM" train "$@" --out "$work/seqlm-$r" --no-progress >"$work/seqlm-$r.log" 2>&1 \
     || { cat "$work/seqlm-$r.log" >&2; exit 1; }
   ours+=("$(last_rate "$work/seqlm-$r")")
+  if [[ $r -eq 1 ]]; then
+    # The bench on the same shape: the model's vocabulary from the first run's checkpoint.
+    vocab="$("$PYTHON" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["tokens"]))' "$work/seqlm-1/checkpoint/vocab.json")"
+    bench=("$SEQLM" bench --arch "$(or_default --model lstm "$@")" --vocab "$vocab" --embed "$(or_default --embed 0 "$@")"
+      --hidden "$(or_default --hidden 256 "$@")" --layers "$(or_default --layers 1 "$@")"
+      --batch "$(or_default --batch 32 "$@")" --steps "$(or_default --steps 35 "$@")" --lr "$(or_default --lr 1 "$@")"
+      --iters 20 --json)
+    echo "== bench, run in every round after seqlm train: ${bench[*]}"
+  fi
+  benches+=("$("${bench[@]}" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["train_tokens_per_s"]))')")
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PYTHON" scripts/torch_lm.py train "$@" --out "$work/torch-$r" \
     >"$work/torch-$r.log" 2>&1 || { cat "$work/torch-$r.log" >&2; exit 1; }
   theirs+=("$(last_rate "$work/torch-$r")")
-  echo "round $r: seqlm train ${ours[-1]} tok/s, PyTorch loop ${theirs[-1]} tok/s"
+  echo "round $r: seqlm train ${ours[-1]} tok/s, seqlm bench ${benches[-1]} tok/s, PyTorch loop ${theirs[-1]} tok/s"
 done
 
-# The bench on the same shape: the model's vocabulary from the first run's checkpoint.
-vocab="$("$PYTHON" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["tokens"]))' "$work/seqlm-1/checkpoint/vocab.json")"
-# `seqlm train`'s defaults where the args leave a value out.
-or_default() { local v; v="$(arg "$1" "${@:3}")"; echo "${v:-$2}"; }
-bench=("$SEQLM" bench --arch "$(or_default --model lstm "$@")" --vocab "$vocab" --embed "$(or_default --embed 0 "$@")"
-  --hidden "$(or_default --hidden 256 "$@")" --layers "$(or_default --layers 1 "$@")"
-  --batch "$(or_default --batch 32 "$@")" --steps "$(or_default --steps 35 "$@")" --lr "$(or_default --lr 1 "$@")"
-  --iters 20 --json)
-echo "== bench: ${bench[*]}"
-bench_rate="$("${bench[@]}" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["train_tokens_per_s"]))')"
-
-"$PYTHON" - "$bench_rate" "${ours[*]}" "${theirs[*]}" <<'EOF'
+"$PYTHON" - "${benches[*]}" "${ours[*]}" "${theirs[*]}" <<'EOF'
 import statistics, sys
-bench = float(sys.argv[1])
-ours = [float(v) for v in sys.argv[2].split()]
-theirs = [float(v) for v in sys.argv[3].split()]
-o, t = statistics.median(ours), statistics.median(theirs)
+benches, ours, theirs = ([float(v) for v in arg.split()] for arg in sys.argv[1:4])
+o, t, b = statistics.median(ours), statistics.median(theirs), statistics.median(benches)
+per_round = ", ".join(f"{x / y:.2f}" for x, y in zip(ours, benches))
 print(f"median: seqlm train {o:,.0f} tok/s, PyTorch loop {t:,.0f} tok/s, ratio {o / t:.2f}x")
-print(f"seqlm bench on the same shape: {bench:,.0f} tok/s; seqlm train / bench = {o / bench:.2f}")
+print(f"seqlm bench on the same shape: median {b:,.0f} tok/s; seqlm train / bench = {o / b:.2f} (rounds: {per_round})")
 EOF

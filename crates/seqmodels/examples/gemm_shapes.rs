@@ -9,16 +9,19 @@ use std::time::{Duration, Instant};
 use seqmodels::fused::gemm::{matmul, Init, Stored};
 
 /// (name, m, k, n, lhs stored transposed, rhs stored transposed): dst (m x n) = lhs (m x k) rhs (k x n).
-const SHAPES: [(&str, usize, usize, usize, bool, bool); 9] = [
-    ("(a) dW_hh", 1024, 1120, 256, true, false),
+const SHAPES: [(&str, usize, usize, usize, bool, bool); 12] = [
+    ("(a) dW_hh", 1024, 1120, 256, false, false),
+    ("(a) dW_ih", 1024, 1120, 28, false, false),
     ("(b) decoder", 400, 200, 10000, false, true),
     ("(b) decoder dx", 400, 10000, 200, false, false),
     ("(b) decoder dW", 10000, 400, 200, true, false),
     ("medium step dh", 20, 2600, 650, false, false),
     ("medium input projection", 700, 650, 2600, false, true),
+    ("medium dW_hh", 2600, 700, 650, false, false),
     ("large step", 64, 1024, 4096, false, true),
     ("large decoder", 2240, 1024, 10000, false, true),
     ("large decoder dW", 10000, 2240, 1024, true, false),
+    ("large dW_hh", 4096, 2240, 1024, false, false),
 ];
 
 fn main() {
