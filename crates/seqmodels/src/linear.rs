@@ -11,6 +11,8 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use crate::error::{Error, Result};
 use crate::fused::gemm::{as_is, product, transposed, Init};
 use crate::fused::real::{cpu_slice, host_slice, Real};
+use crate::fused::transpose::transpose;
+use crate::simd::Simd;
 
 /// `x W^T + b` for `x` (M, K), `weight` (V, K), `bias` (V,): (M, V). On the CPU (f32, f64) one
 /// fused op with its own backward; elsewhere candle's matmul and broadcast add.
@@ -77,7 +79,16 @@ impl Linear {
         let (x_in, w_in) = (host_slice::<T>(x)?, host_slice::<T>(w)?);
         let (xv, wv) = (x_in.get()?, w_in.get()?);
         let dx = product((m, k, v), Init::Zero, as_is(g), as_is(wv), threads);
-        let dw = product((v, k, m), Init::Zero, transposed(g), as_is(xv), threads);
+        // dW^T = x^T G (K x V), transposed into dW afterwards: the `gemm` crate reads G (M x V,
+        // row-major) as it is in this product, where dW = G^T x made it repack all of G first.
+        let dw_t = product((k, v, m), Init::Zero, transposed(xv), as_is(g), threads);
+        let mut dw = Vec::with_capacity(v * k);
+        // SAFETY: dw_t holds K rows of V values, and `dw` has room for V rows of K, every one of
+        // which the transpose writes before `set_len` exposes them.
+        unsafe {
+            transpose(Simd::detect(), (k, v), (dw_t.as_ptr(), v), (dw.as_mut_ptr(), k));
+            dw.set_len(v * k);
+        }
         let db = match sums {
             Some(db) => db,
             None => product((1, v, m), Init::Zero, as_is(&vec![T::one(); m]), as_is(g), threads),

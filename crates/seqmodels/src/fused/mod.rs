@@ -26,7 +26,7 @@ mod rnn;
 pub(crate) mod row;
 pub(crate) mod sequence;
 mod threads;
-mod transpose;
+pub(crate) mod transpose;
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
