@@ -248,8 +248,9 @@ impl Sequence<'_> {
 
     /// dW_hh, db_hh and dW_hr as single GEMMs over all time steps into `dparams` (packed like
     /// the params, [`Dims::params_len`] long), from the gradients of the hidden part of the gates
-    /// `dgh` (G, T*N: gate-major, see [`Grads::gi`]), of the projected outputs `dproj` (T, N, P; empty without projection) and
-    /// what forward saved. db_hh is `dgh_sums` when the caller summed dgh's columns already.
+    /// `dgh` (G, T*N: gate-major, see [`Grads::gi`]), of the projected outputs `dproj` (T, N, P;
+    /// empty without projection) and what forward saved. db_hh is `dgh_sums` when the caller
+    /// summed dgh's rows already.
     pub fn weight_grads<T: Real>(
         &self,
         dparams: &mut [T],
