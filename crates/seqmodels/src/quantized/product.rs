@@ -19,6 +19,8 @@
 
 use crate::error::{Error, Result};
 use crate::fused::gemm::{as_is, matmul, transposed, Init};
+use crate::fused::transpose::transpose;
+use crate::simd::Simd;
 
 use super::matrix::{bf16_to_f32, QuantMatrix, Values};
 
@@ -77,10 +79,10 @@ pub fn product(w: &QuantMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<
             rows_times(simd, w, items, Lhs { x, x16 }, part, Stride { row: m, x_row: 1 });
         });
         if m > 1 {
-            for (r, col) in transposed.chunks_exact(m).enumerate() {
-                for (n, v) in col.iter().enumerate() {
-                    out[n * rows + r] = *v;
-                }
+            // SAFETY: `transposed` holds `rows` rows of m values and `out` (checked above) m rows
+            // of `rows`; they are separate buffers, both borrowed here.
+            unsafe {
+                transpose(Simd::detect(), (rows, m), (transposed.as_ptr(), m), (out.as_mut_ptr(), rows));
             }
         }
     }
