@@ -95,7 +95,7 @@ pub(crate) fn forward<T: Real, E: Engine<T>>(
     // Width of a row of the saved activations: the gates, or h' itself for RNN.
     let act_w = if q_n == 1 { h } else { g };
 
-    on_threads(&parts, |part| {
+    on_threads(&parts, |_, part| {
         let ((u0, u1), (n0, n1)) = (part.units, part.rows);
         let (nu, mine_n) = (u1 - u0, n1 - n0);
         let (o0, o1) = out_columns(seq, (u0, u1));
@@ -339,7 +339,7 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
     let order = seq.order();
     let act_w = if q_n == 1 { h } else { g };
 
-    on_threads(&parts, |part| {
+    on_threads(&parts, |index, part| {
         let ((u0, u1), (n0, n1)) = (part.units, part.rows);
         let (nu, mine_n) = (u1 - u0, n1 - n0);
         let (o0, o1) = out_columns(seq, (u0, u1));
@@ -488,7 +488,7 @@ pub(crate) fn backward<T: Real, E: Engine<T>>(
         }
         // SAFETY (the writes below): the thread's own sums, and columns u0..u1 of each gate
         // (o0..o1 of h) of my rows, are this thread's, in buffers initialised when allocated.
-        let own = sums_w * parts.iter().position(|p| *p == part).expect("a part of the split");
+        let own = sums_w * index;
         for q in 0..q_n {
             unsafe { sums_s.write(own + q * h + u0, nu) }.copy_from_slice(&my_sums_h[q * nu..(q + 1) * nu]);
             if d.kind == CellKind::Gru {

@@ -222,15 +222,15 @@ pub(crate) fn step_barrier(parts: &[Part]) -> SpinBarrier {
     SpinBarrier::new(if sharing == parts.len() { sharing } else { 1 })
 }
 
-/// Runs `work(part)` on every part, on candle's persistent CPU thread pool (the calling
+/// Runs `work(index, part)` on every part, on candle's persistent CPU thread pool (the calling
 /// thread takes part), so that no extra threads compete for the cores.
-pub(crate) fn on_threads(parts: &[Part], work: impl Fn(Part) + Sync) {
+pub(crate) fn on_threads(parts: &[Part], work: impl Fn(usize, Part) + Sync) {
     if parts.len() == 1 {
-        return work(parts[0]);
+        return work(0, parts[0]);
     }
     candle_core::utils::barrier_pool().execute(|tid| {
         if let Some(&part) = parts.get(tid) {
-            work(part);
+            work(tid, part);
         }
     });
 }
